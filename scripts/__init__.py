@@ -1,0 +1,1 @@
+"""Project tooling (run from the repository root, e.g. `python -m scripts.queue`)."""

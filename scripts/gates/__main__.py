@@ -1,0 +1,5 @@
+import sys
+
+from scripts.gates.cli import main
+
+sys.exit(main())
