@@ -1,0 +1,5 @@
+import sys
+
+from scripts.queue.cli import main
+
+sys.exit(main())

@@ -1,0 +1,230 @@
+"""`make apply`: git am the series onto a fresh branch at the base, never clobbering work."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+from scripts.queue.config import QueueConfig
+from scripts.queue.gitutil import am_in_progress, dirty_files, git, is_repo, out, rev
+from scripts.queue.patchfile import PatchInfo, read_patch
+from scripts.queue.report import Problem, Report, say
+from scripts.queue.series import Entry, lint_series
+
+# git am takes no fuzz and, with --no-3way, no merge: context must match exactly.
+AM_ARGS = ["am", "--no-3way", "--committer-date-is-author-date", "--keep-non-patch"]
+
+
+class QueueError(RuntimeError):
+    """A refusal or failure; the message says what to do."""
+
+
+def require_base(cfg: QueueConfig) -> str:
+    if not is_repo(cfg.tree):
+        raise QueueError(f"no upstream tree at {cfg.tree}: run `make source` first")
+    base = rev(cfg.tree, cfg.base_ref)
+    if not base:
+        raise QueueError(
+            f"{cfg.tree} has no tag {cfg.base_ref} (versions.env pins {cfg.tag}): run `make source`"
+        )
+    return base
+
+
+def load_queue(cfg: QueueConfig) -> list[tuple[Entry, PatchInfo]]:
+    """The series, parsed; refuse on series errors (a half-listed queue must not be applied)."""
+    entries, problems = lint_series(cfg.patches_dir)
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        raise QueueError(
+            "patches/series has problems; fix them first (`make check` lists all):\n  "
+            + "\n  ".join(str(p) for p in errors)
+        )
+    return [(e, read_patch(cfg.patches_dir / e.name, e.name)) for e in entries]
+
+
+def branch_commits(cfg: QueueConfig, base: str) -> list[str] | None:
+    """Commits base..branch, oldest first; None when the branch does not descend from base."""
+    if not rev(cfg.tree, cfg.branch):
+        return []
+    if git(cfg.tree, "merge-base", "--is-ancestor", base, cfg.branch, check=False).returncode:
+        return None
+    text = out(cfg.tree, "rev-list", "--reverse", f"{base}..{cfg.branch}")
+    return text.split() if text else []
+
+
+def _norm(msg: str) -> str:
+    return "\n".join(ln.rstrip() for ln in msg.strip().splitlines())
+
+
+def _patch_id(cfg: QueueConfig, diff_text: str) -> str:
+    proc = git(cfg.tree, "patch-id", "--verbatim", input=diff_text)
+    return proc.stdout.split()[0] if proc.stdout.strip() else ""
+
+
+def compare_branch(cfg: QueueConfig, base: str, queue: list[tuple[Entry, PatchInfo]]) -> str | None:
+    """None when the branch holds exactly the queue (same diffs and messages), else why not."""
+    commits = branch_commits(cfg, base)
+    if commits is None:
+        return f"{cfg.branch} does not start from {cfg.base_ref}"
+    if len(commits) != len(queue):
+        return f"{cfg.branch} has {len(commits)} commit(s), patches/series lists {len(queue)}"
+    for i, (commit, (entry, info)) in enumerate(zip(commits, queue), 1):
+        show = git(cfg.tree, "show", "--format=", "--no-color", "--no-renames", commit).stdout
+        if _patch_id(cfg, show) != _patch_id(cfg, info.diff):
+            return f"commit #{i} ({commit[:12]}) changes other lines than {entry.name}"
+        msg = out(cfg.tree, "log", "-1", "--format=%B", commit)
+        want = info.subject + ("\n\n" + info.message if info.message.strip() else "")
+        if _norm(msg) != _norm(want):
+            return f"commit #{i} ({commit[:12]}) has another message than {entry.name}"
+    return None
+
+
+def _refuse_busy(cfg: QueueConfig, force: bool) -> None:
+    busy = am_in_progress(cfg.tree)
+    if busy:
+        raise QueueError(
+            f"a {busy} is in progress in {cfg.tree}: finish it (`{busy} --continue`, then "
+            f"`make refresh` to save the result) or drop it (`{busy} --abort`), then re-run"
+        )
+    dirty = dirty_files(cfg.tree)
+    if dirty and not force:
+        raise QueueError(
+            f"{cfg.tree} has uncommitted changes:\n  "
+            + "\n  ".join(dirty[:20])
+            + "\nTo keep them: commit them there and run `make refresh`. "
+            "To set them aside and re-apply: `make apply FORCE=1` (stashes them first)."
+        )
+    if dirty:
+        git(cfg.tree, "stash", "push", "--include-untracked", "-m", "make apply FORCE=1")
+        say(
+            "apply",
+            f"FORCE=1: stashed uncommitted changes (get them back: cd {cfg.tree} && git stash pop)",
+        )
+
+
+def diagnose(cfg: QueueConfig, info: PatchInfo, am_output: str) -> Problem:
+    """Name the file and hunk that stopped git am (git apply -v at the current HEAD)."""
+    check = git(cfg.tree, "apply", "--check", "-v", str(info.path), check=False)
+    text = check.stderr + "\n" + am_output
+    m = re.search(r"error: patch failed: (.+):(\d+)", text)
+    if m:
+        path, line = m.group(1), int(m.group(2))
+        _, hunk = info.hunk_at(path, line)
+        where = f"hunk #{hunk.index} {hunk.header}" if hunk else f"the hunk at line {line}"
+        return Problem(
+            "does-not-apply",
+            f"{where} does not apply to {path}: its context lines are not in the tree "
+            "(no fuzz, no 3-way)",
+            patch=info.name,
+            file=path,
+            line=line,
+            hunk=hunk.index if hunk else None,
+        )
+    m = re.search(
+        r"error: (.+?): (does not exist in index|already exists in (?:index|working directory)"
+        r"|No such file or directory)",
+        text,
+    )
+    if m:
+        return Problem(
+            "does-not-apply",
+            f"{m.group(1)}: {m.group(2)}",
+            patch=info.name,
+            file=m.group(1),
+        )
+    last = [ln for ln in text.splitlines() if ln.strip()][-3:]
+    return Problem("does-not-apply", "git am failed: " + " | ".join(last), patch=info.name)
+
+
+def run_apply(cfg: QueueConfig, force: bool = False) -> Report:
+    report = Report("apply", data={"tree": str(cfg.tree), "branch": cfg.branch})
+    base = require_base(cfg)
+    report.data["base"] = {"ref": cfg.base_ref, "commit": base}
+    queue = load_queue(cfg)
+    _refuse_busy(cfg, force)
+
+    if rev(cfg.tree, cfg.branch):
+        why = compare_branch(cfg, base, queue)
+        if why is None:
+            if out(cfg.tree, "symbolic-ref", "-q", "--short", "HEAD") != cfg.branch:
+                git(cfg.tree, "checkout", "-q", cfg.branch)
+            say(
+                "apply",
+                f"{cfg.branch} already holds the {len(queue)} patch(es) of patches/series: "
+                "nothing to do",
+            )
+            report.data["patches"] = _applied(cfg, base, queue)
+            report.data["up_to_date"] = True
+            return report
+        if not force:
+            raise QueueError(
+                f"{cfg.tree}: branch {cfg.branch} differs from patches/ ({why}).\n"
+                f"To keep that work: `make refresh` (writes {cfg.branch} into patches/).\n"
+                "To replace it by the queue: `make apply FORCE=1` (saves it as a backup branch "
+                "first)."
+            )
+        backup = f"{cfg.branch}-backup-{time.strftime('%Y%m%d-%H%M%S')}"
+        git(cfg.tree, "branch", "-f", backup, cfg.branch)
+        say("apply", f"FORCE=1: saved the old {cfg.branch} as branch {backup} ({why})")
+        report.data["backup_branch"] = backup
+
+    git(cfg.tree, "checkout", "-q", "-f", "-B", cfg.branch, base)
+    say(
+        "apply",
+        f"{cfg.branch} reset to {cfg.base_ref} ({base[:12]}); applying {len(queue)} patch(es)",
+    )
+    if queue:
+        proc = git(cfg.tree, *AM_ARGS, *[str(i.path) for _, i in queue], check=False)
+        if proc.returncode != 0:
+            return _am_failed(cfg, base, queue, proc.stdout + proc.stderr, report)
+    report.data["patches"] = _applied(cfg, base, queue)
+    for p in report.data["patches"]:
+        say("apply", f"applied {p['name']}  {p['commit'][:12]}  {p['subject']}")
+    say(
+        "apply",
+        f"done: {cfg.tree} is on {cfg.branch} = {cfg.base_ref} + {len(queue)} patch(es)",
+    )
+    return report
+
+
+def _applied(cfg: QueueConfig, base: str, queue: list[tuple[Entry, PatchInfo]]) -> list[dict]:
+    commits = branch_commits(cfg, base) or []
+    return [
+        {"name": e.name, "subject": i.subject, "status": i.status_value, "commit": c}
+        for c, (e, i) in zip(commits, queue)
+    ]
+
+
+def _am_failed(
+    cfg: QueueConfig,
+    base: str,
+    queue: list[tuple[Entry, PatchInfo]],
+    am_output: str,
+    report: Report,
+) -> Report:
+    gitdir = Path(out(cfg.tree, "rev-parse", "--absolute-git-dir"))
+    nxt = gitdir / "rebase-apply" / "next"
+    idx = (
+        int(nxt.read_text().strip()) if nxt.is_file() else len(branch_commits(cfg, base) or []) + 1
+    )
+    entry, info = queue[min(idx, len(queue)) - 1]
+    problem = diagnose(cfg, info, am_output)
+    report.add(problem)
+    done = _applied(cfg, base, queue)
+    report.data["patches"] = done
+    report.data["failed"] = {"index": idx, "name": entry.name, "subject": info.subject}
+    for p in done:
+        say("apply", f"applied {p['name']}  {p['commit'][:12]}  {p['subject']}")
+    say("apply", f"FAILED at patch {idx}/{len(queue)}: {entry.name} ({info.subject})")
+    say("apply", f"  {problem}")
+    say(
+        "apply",
+        f"The tree is left as git am stopped, for inspection:\n"
+        f"    cd {cfg.tree}\n"
+        f"    git am --show-current-patch=diff   # the patch that failed\n"
+        f"  fix the files, `git add` them, `git am --continue` (the rest of the queue follows),\n"
+        f"  then `make refresh` to write the fixed queue back to patches/;\n"
+        f"  or `git am --abort` to give up (`make apply` starts from the base again).",
+    )
+    return report

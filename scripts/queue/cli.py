@@ -1,0 +1,129 @@
+"""Command line: `python -m scripts.queue [paths] <source|apply|check|refresh|export>`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from scripts.lockfile import LockError
+from scripts.queue.apply import QueueError, run_apply
+from scripts.queue.check import run_check
+from scripts.queue.config import REPO_ROOT, QueueConfig
+from scripts.queue.export import run_export
+from scripts.queue.gitutil import GitError
+from scripts.queue.refresh import run_refresh
+from scripts.queue.report import Report, say, warn
+from scripts.queue.source import SourceError, run_source
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m scripts.queue", description=__doc__)
+    ap.add_argument(
+        "--root",
+        type=Path,
+        default=REPO_ROOT,
+        help="project checkout (default: this one)",
+    )
+    ap.add_argument("--tree", type=Path, help="upstream git tree (default: ROOT/build/sglang)")
+    ap.add_argument(
+        "--patches",
+        dest="patches_dir",
+        type=Path,
+        help="patch dir (default: ROOT/patches)",
+    )
+    ap.add_argument(
+        "--lock",
+        dest="lock_path",
+        type=Path,
+        help="pin file (default: ROOT/versions.env)",
+    )
+    ap.add_argument(
+        "--cache",
+        dest="cache_dir",
+        type=Path,
+        help="download cache (default: ROOT/build/cache)",
+    )
+    ap.add_argument(
+        "--reports",
+        dest="reports_dir",
+        type=Path,
+        help="JSON reports (default: ROOT/build/reports)",
+    )
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    src = sub.add_parser("source", help="fetch the pinned sglang into the tree as one base commit")
+    src.add_argument("--route", choices=["wheel", "git"], default="wheel")
+    src.add_argument("--wheel-file", type=Path, help="use this local copy of the pinned wheel")
+    app = sub.add_parser("apply", help="git am patches/series onto a fresh branch at the base")
+    app.add_argument(
+        "--force",
+        action="store_true",
+        help="save a differing branch/dirty tree, then apply",
+    )
+    sub.add_parser("check", help="lint the queue and replay it patch by patch")
+    sub.add_parser("refresh", help="write the branch's commits back into patches/")
+    exp = sub.add_parser("export", help="upstream-ready branch + mbox with cover letter")
+    exp.add_argument("--out", dest="export_dir", type=Path, help="default: ROOT/build/export")
+    exp.add_argument("--title", help="cover letter subject")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    overrides = {
+        k: getattr(args, k, None)
+        for k in (
+            "tree",
+            "patches_dir",
+            "lock_path",
+            "cache_dir",
+            "reports_dir",
+            "export_dir",
+        )
+    }
+    try:
+        cfg = QueueConfig.for_root(args.root, **overrides)
+        if args.cmd == "source":
+            report = run_source(cfg, args.route, args.wheel_file)
+        elif args.cmd == "apply":
+            report = run_apply(cfg, force=args.force)
+        elif args.cmd == "check":
+            report = run_check(cfg)
+        elif args.cmd == "refresh":
+            report = run_refresh(cfg)
+        else:
+            report = run_export(cfg, args.title)
+    except (QueueError, SourceError, LockError, GitError) as exc:
+        warn(args.cmd, f"ERROR: {exc}")
+        if args.cmd in ("apply", "check"):
+            failed = Report(args.cmd)
+            failed.add(_problem(str(exc)))
+            failed.write(_report_path(args))
+        return 1
+    if args.cmd in ("apply", "check"):
+        path = cfg.reports_dir / f"queue-{args.cmd}.json"
+        report.write(path)
+        for p in report.problems:
+            (say if p.severity != "error" else warn)(args.cmd, str(p))
+        verdict = (
+            "ok"
+            if report.ok
+            else f"FAILED ({sum(p.severity == 'error' for p in report.problems)} error(s))"
+        )
+        say(args.cmd, f"{verdict}; report: {path}")
+    return 0 if report.ok else 1
+
+
+def _problem(msg: str):
+    from scripts.queue.report import Problem
+
+    return Problem("refused", msg)
+
+
+def _report_path(args: argparse.Namespace) -> Path:
+    reports = args.reports_dir or Path(args.root).resolve() / "build" / "reports"
+    return Path(reports) / f"queue-{args.cmd}.json"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
