@@ -193,6 +193,7 @@ def evaluate(
 
     t0 = time.monotonic()
     pool = ThreadPoolExecutor(max_workers=a.parallel)
+    ok = False
     try:
         futures = [pool.submit(ask, i) for i in range(len(rows))]
         done, _ = wait(futures, return_when=FIRST_EXCEPTION)
@@ -202,10 +203,14 @@ def evaluate(
                 raise RequestFailed(
                     f"{f.exception()} ({failed} request(s) failed; remaining questions cancelled)"
                 )
+        ok = True
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        # On failure or Ctrl-C do not wait for in-flight requests: the caller tears the server
+        # down next, which ends them at once.
+        pool.shutdown(wait=ok, cancel_futures=True)
         progress.close()
-        session.close()
+        if ok:
+            session.close()
     elapsed = time.monotonic() - t0
     done_records = [r for r in records if r is not None]
     result = score(done_records)

@@ -67,14 +67,32 @@ def tail(path: Path, lines: int) -> str:
         return "(no log)"
 
 
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) pids in process group ``pgid``. Zombies are ignored: an init that does
+    not reap (common in containers) would otherwise keep a dead group "alive" forever."""
+    proc = Path("/proc")
+    if not (proc / "self" / "stat").exists():  # not Linux: ask the kernel, zombies included
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return []
+        return [pgid]
+    members = []
+    for d in proc.iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()  # after "pid (comm) "
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            members.append(int(d.name))
+    return members
+
+
 def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # a recycled pgid owned by someone else: not ours any more
-        return False
-    return True
+    return bool(group_members(pgid))
 
 
 def kill_group(pgid: int, proc: subprocess.Popen[Any] | None, grace_s: float) -> None:
