@@ -1,0 +1,105 @@
+"""Both gates end to end through the CLI, against the fake server and fake bench_serving:
+reports are written, verdicts follow the numbers, and the exit code says pass (0) / fail (1)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "gates_fixtures"))
+from support import FIXTURES, REPO_ROOT, pids_in_log, wait_gone, write_config  # noqa: E402
+
+from scripts.gates import cli  # noqa: E402
+from scripts.gates.config import load_config  # noqa: E402
+from scripts.gates.gsm8k import parse_jsonl  # noqa: E402
+
+MINI = FIXTURES / "gsm8k_mini.jsonl"
+QUESTIONS = [r["question"] for r in parse_jsonl(MINI.read_bytes(), "mini")]
+OFFICIAL_SHA256 = load_config(REPO_ROOT / "config" / "gates.toml").dataset.sha256
+GOLD = ["7", "45", "1,000", "-6", "120"]
+
+
+def _answers(tmp: Path, fp8_wrong: int) -> Path:
+    right = {q: f" The result is {g}.\n#### {g}" for q, g in zip(QUESTIONS, GOLD, strict=True)}
+    fp8 = dict(right)
+    for q in QUESTIONS[:fp8_wrong]:
+        fp8[q] = " I think it is 3.\n#### 3"
+    path = tmp / "answers.json"
+    path.write_text(json.dumps({"bfloat16": right, "fp8_e4m3": fp8}))
+    return path
+
+
+def _config(tmp: Path, fp8_wrong: int = 0) -> Path:
+    return write_config(
+        tmp,
+        "healthy",
+        ["--answers", str(_answers(tmp, fp8_wrong))],
+        accuracy={"num_questions": 5, "parallel": 3},
+        dataset={"sha256": OFFICIAL_SHA256},
+        throughput={"levels": [2, 128], "low": 2, "high": 128, "repeats": 2,
+                    "prompts_per_slot": 1, "min_prompts": 2},
+    )  # fmt: skip
+
+
+def _run_dir(tmp: Path) -> Path:
+    (d,) = (tmp / "reports").glob("gates-*")
+    return d
+
+
+def _no_leftovers(run_dir: Path) -> None:
+    for log in (run_dir / "logs").glob("server-*.log"):
+        assert wait_gone(*pids_in_log(log)) == []
+
+
+def test_all_gates_pass(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    rc = cli.main(["all", "--config", str(config), "--data-path", str(MINI),
+                   "--allow-unverified-data"])  # fmt: skip
+    assert rc == 0
+    d = _run_dir(tmp_path)
+    acc = json.loads((d / "accuracy.json").read_text())
+    assert acc["passed"] and acc["runs"]["candidate"]["gsm8k"]["accuracy_flexible"] == 1.0
+    assert acc["runs"]["baseline"]["server"]["kv_tokens"] == 1_000_000
+    assert acc["dataset"]["verified"] is False
+    assert len((d / "gsm8k" / "candidate-fp8_e4m3.jsonl").read_text().splitlines()) == 5
+    tp = json.loads((d / "throughput.json").read_text())
+    assert tp["passed"]
+    ratios = {c["name"]: c["value"] for c in tp["checks"]}
+    assert abs(ratios["output throughput ratio at high concurrency"] - 1.3) < 1e-9
+    assert abs(ratios["median TPOT ratio at low concurrency"] - 1.02) < 1e-9
+    assert abs(ratios["KV capacity ratio"] - 1.81) < 1e-9
+    agg = tp["runs"]["candidate"]["levels"]["128"]["aggregate"]["output_throughput"]
+    assert agg["n"] == 2 and agg["spread"] == 0.0
+    md = (d / "throughput.md").read_text()
+    assert "# Throughput gate: PASS" in md and "| 128 | candidate (fp8_e4m3) | 8320.0 |" in md
+    assert "# GSM8K accuracy gate: PASS" in (d / "accuracy.md").read_text()
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert "matplotlib" in tp["plot_error"]
+    else:
+        assert (d / "throughput.png").read_bytes()[:4] == b"\x89PNG"
+    _no_leftovers(d)
+
+
+def test_accuracy_gate_fails_on_regression(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    config = _config(tmp_path, fp8_wrong=1)  # 0.8 < floor 0.93 and < 1.0 - 0.015
+    rc = cli.main(["accuracy", "--config", str(config), "--data-path", str(MINI),
+                   "--allow-unverified-data"])  # fmt: skip
+    assert rc == 1
+    d = _run_dir(tmp_path)
+    acc = json.loads((d / "accuracy.json").read_text())
+    assert not acc["passed"]
+    assert [c["passed"] for c in acc["checks"]] == [False, False, True]
+    assert "# GSM8K accuracy gate: FAIL" in capsys.readouterr().out
+    assert not (d / "throughput.json").exists()
+    _no_leftovers(d)
+
+
+def test_unverified_data_is_refused_without_flag(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    rc = cli.main(["accuracy", "--config", str(_config(tmp_path)), "--data-path", str(MINI)])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "not the official test split" in err and "--allow-unverified-data" in err
+    assert not list((tmp_path / "reports").glob("gates-*/logs/*.log"))  # no server started
