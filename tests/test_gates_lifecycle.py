@@ -172,3 +172,14 @@ def test_signal_to_cli_stops_server(tmp_path: Path, sig: signal.Signals) -> None
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_server_running_another_kv_dtype_is_refused(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    config = write_config(tmp_path, "healthy", ["--report-dtype", "fp8_e4m3"])
+    rc = cli.main(["throughput", "--config", str(config)])
+    assert rc == 3
+    assert "reports kv_cache_dtype='fp8_e4m3' but the gates asked for 'bfloat16'" in (
+        capsys.readouterr().err
+    )
+    (log,) = (tmp_path / "reports").glob("gates-*/logs/server-baseline-*.log")
+    assert wait_gone(*pids_in_log(log)) == []

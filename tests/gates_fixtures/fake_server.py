@@ -29,6 +29,7 @@ def main() -> int:
     p.add_argument("--answers", default="")
     p.add_argument("--startup-delay", type=float, default=0.2)
     p.add_argument("--ignore-sigterm", action="store_true")
+    p.add_argument("--report-dtype", default="", help="lie about the KV dtype in server info")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--kv-cache-dtype", default="auto")
     p.add_argument("--model-path", default="fake")
@@ -74,7 +75,8 @@ def main() -> int:
             if self.path == "/health":
                 self._send(503 if args.mode == "never-healthy" else 200, {})
             elif self.path == "/get_server_info":
-                self._send(200, {"kv_cache_dtype": dtype, "model_path": args.model_path})
+                info = {"kv_cache_dtype": args.report_dtype or dtype, "model_path": args.model_path}
+                self._send(200, info)
             else:
                 self._send(404, {"error": "not found"})
 
