@@ -1,0 +1,27 @@
+# mk/queue.mk: the patch queue (scripts/queue, docs/queue.md). Standard library + git only, so
+# these targets need no virtual environment.
+#   SGLANG_SOURCE=git        make source: clone the tag instead of using the PyPI wheel
+#   SGLANG_WHEEL_FILE=path   make source: use a local copy of the pinned wheel (sha256-checked)
+#   FORCE=1                  make apply: stash a dirty tree / back up a differing branch first
+
+QUEUE_PY ?= python3
+QUEUE := $(QUEUE_PY) -m scripts.queue
+SGLANG_SOURCE ?= wheel
+
+.PHONY: source apply queue-check refresh export
+
+source: ## Fetch pinned sglang into build/sglang as one base commit (SGLANG_SOURCE=wheel|git)
+	$(QUEUE) source --route $(SGLANG_SOURCE) $(if $(SGLANG_WHEEL_FILE),--wheel-file '$(SGLANG_WHEEL_FILE)')
+
+apply: source ## git am patches/series onto branch nsa-fp8 at the base (FORCE=1 to replace work)
+	$(QUEUE) apply $(if $(filter 1,$(FORCE)),--force)
+
+queue-check: source ## Lint patches/ and replay the queue patch by patch (report in build/reports)
+	$(QUEUE) check
+CHECK_TARGETS += queue-check
+
+refresh: ## Write the commits of nsa-fp8 in build/sglang back into patches/ (deterministic)
+	$(QUEUE) refresh
+
+export: source ## Upstream-ready branch nsa-fp8-upstream + build/export/nsa-fp8.mbox (cover letter)
+	$(QUEUE) export
