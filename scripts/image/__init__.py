@@ -1,0 +1,1 @@
+"""Helpers behind `make image` (mk/image.mk) and the ci/ pipeline."""
