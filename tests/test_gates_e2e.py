@@ -103,3 +103,21 @@ def test_unverified_data_is_refused_without_flag(tmp_path: Path, capsys) -> None
     err = capsys.readouterr().err
     assert "not the official test split" in err and "--allow-unverified-data" in err
     assert not list((tmp_path / "reports").glob("gates-*/logs/*.log"))  # no server started
+
+
+def test_eval_gsm8k_against_a_running_server_and_print_commands(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from scripts.gates.server import Server
+
+    config = _config(tmp_path, fp8_wrong=2)
+    cfg = load_config(config)
+    with Server(cfg, "fp8_e4m3", tmp_path / "s.log", quiet=True) as srv:
+        rc = cli.main(["eval-gsm8k", "--url", srv.url, "--config", str(config),
+                       "--data-path", str(MINI), "--allow-unverified-data"])  # fmt: skip
+    assert rc == 0
+    out = capsys.readouterr().out
+    res = json.loads(out[out.index("{") :])
+    assert res["accuracy_flexible"] == 0.6 and res["accuracy_strict"] == 0.6
+    assert cli.main(["print-commands", "--config", str(config)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and "--kv-cache-dtype bfloat16" in lines[0]
+    assert "--kv-cache-dtype fp8_e4m3" in lines[1]
