@@ -22,17 +22,17 @@ dir="$(ci_reports "$arch")"
 : "${MODEL_PATH:?set MODEL_PATH to a local DeepSeek-V3.2 checkpoint on the runner}"
 image="${IMAGE:-$(cat "$dir/image-tag" 2>/dev/null || ci_image_tag "$arch")}"
 
-# GATES_ARGS is expanded by make into a shell command: the TOML string keeps its quotes.
-gates_args="--set 'server.model_path=\"/model\"' --report-dir reports/$arch/$gate"
+make_args=(GATES_PYTHON=python3 GATES_MODEL=/model "GATES_ARGS=--report-dir reports/$arch/$gate")
 mounts=(-v "$CI_ROOT:/workspace" -v "$MODEL_PATH:/model:ro" -v tilelang-cache:/var/cache/tilelang)
 if [[ -n "${GSM8K_DATA:-}" ]]; then
     mounts+=(-v "$GSM8K_DATA:/data/gsm8k-test.jsonl:ro")
-    gates_args+=" --data-path /data/gsm8k-test.jsonl"
+    make_args+=(GATES_DATA=/data/gsm8k-test.jsonl)
 fi
 
+# The variables of mk/gates.mk; the gates start the BF16 and FP8 servers inside this container.
 run_gate() {
     docker run --rm "${CI_DOCKER_GPU_FLAGS[@]}" "${mounts[@]}" -w /workspace "$image" \
-        make "$gate" PYTHON=python3 GATES_ARGS="$gates_args"
+        make "$gate" "${make_args[@]}"
 }
 
 ci_step "$arch" "$gate" run_gate

@@ -68,11 +68,12 @@ image-tag: ## Print the tag `make image` gives the image
 # Linters come from the venv (pins in versions.env); actionlint runs shellcheck on `run:` blocks.
 IMAGE_LINT_PATH := $(CURDIR)/.venv/bin:$(PATH)
 
+lint-image: export PATH := $(IMAGE_LINT_PATH)
 lint-image: ## Lint docker/rocm.Dockerfile, docker/*.sh, ci/*.sh and ci/workflows/*.yml
-	@PATH='$(IMAGE_LINT_PATH)' sh -c 'for t in hadolint shellcheck actionlint; do \
-		command -v $$t >/dev/null || { echo "lint-image: $$t not found; install the pins of versions.env (scripts/setup_env.sh)"; exit 1; }; done'
-	PATH='$(IMAGE_LINT_PATH)' hadolint docker/rocm.Dockerfile
-	PATH='$(IMAGE_LINT_PATH)' shellcheck docker/*.sh ci/*.sh
-	PATH='$(IMAGE_LINT_PATH)' actionlint -config-file ci/actionlint.yaml -pyflakes= ci/workflows/*.yml
+	@for t in hadolint shellcheck actionlint; do command -v $$t >/dev/null || { \
+		echo "lint-image: $$t not found; install the pins of versions.env (make env)"; exit 1; }; done
+	hadolint docker/rocm.Dockerfile
+	shellcheck -x docker/*.sh ci/*.sh
+	actionlint -config-file ci/actionlint.yaml -pyflakes= ci/workflows/*.yml
 
 CHECK_TARGETS += lint-image
