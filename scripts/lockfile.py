@@ -11,7 +11,8 @@ import re
 from pathlib import Path
 
 LOCK_PATH = Path(__file__).resolve().parent.parent / "versions.env"
-_LINE = re.compile(r"^([A-Z][A-Z0-9_]*)=(\S*)$")
+# No quotes, `$` or backslashes: make, Python and docker would each read those differently.
+_LINE = re.compile(r"^([A-Z][A-Z0-9_]*)=([^\s\"'$\\`]*)$")
 
 
 class LockError(ValueError):
@@ -36,7 +37,7 @@ def read_lock(path: str | Path | None = None) -> dict[str, str]:
         if not match:
             raise LockError(
                 f"{lock_path}:{lineno}: {raw!r} is not KEY=value "
-                "(upper-case key, no quotes, no spaces, no 'export')"
+                "(upper-case key; no quotes, spaces, $ or 'export')"
             )
         key, value = match.groups()
         if key in pins:

@@ -1,0 +1,73 @@
+"""The project's own wiring: the pin file, `make help`, CI entry, and the real queue."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pytest
+
+from scripts.lockfile import LockError, read_lock
+from scripts.queue.check import run_check
+from scripts.queue.config import REPO_ROOT, QueueConfig
+
+TARGET = re.compile(r"^([a-zA-Z0-9_.-]+):(?!=)([^#\n]*)(## (.*))?$", re.M)
+
+
+def test_lock_has_the_pins_the_queue_needs():
+    lock = read_lock()
+    assert lock["SGLANG_TAG"] == "v" + lock["SGLANG_VERSION"]
+    assert re.fullmatch(r"[0-9a-f]{64}", lock["SGLANG_WHEEL_SHA256"])
+    assert lock["SGLANG_WHEEL"] == f"sglang-{lock['SGLANG_VERSION']}-py3-none-any.whl"
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("A=1\nA=2\n", "pinned twice"),
+        ('A="1"\n', "not KEY=value"),
+        ("export A=1\n", "not KEY=value"),
+        ("A = 1\n", "not KEY=value"),
+    ],
+)
+def test_lock_rejects_what_make_would_read_differently(tmp_path, text, match):
+    (tmp_path / "v.env").write_text("# ok\n\n" + text)
+    with pytest.raises(LockError, match=match):
+        read_lock(tmp_path / "v.env")
+
+
+def test_make_help_describes_every_target():
+    files = [REPO_ROOT / "Makefile", *sorted((REPO_ROOT / "mk").glob("*.mk"))]
+    described = {}
+    for f in files:
+        for m in TARGET.finditer(f.read_text()):
+            if m.group(1) not in (".PHONY",) and "$" not in m.group(1):
+                described[m.group(1)] = m.group(4)
+    mine = [REPO_ROOT / "Makefile", REPO_ROOT / "mk/queue.mk", REPO_ROOT / "mk/env.mk"]
+    for f in mine:
+        for m in TARGET.finditer(f.read_text()):
+            if m.group(1) != ".PHONY":
+                assert m.group(4), f"{f.name}: target {m.group(1)} has no '## description'"
+    out = subprocess.run(["make", "-s", "help"], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    for name, desc in described.items():
+        if desc:
+            assert re.search(rf"^  {re.escape(name)} +{re.escape(desc)}$", out.stdout, re.M), name
+
+
+def test_ci_runs_the_readme_test_command():
+    run = (REPO_ROOT / ".ci" / "run").read_text()
+    assert run.startswith("#!/usr/bin/env bash\n") and "set -euo pipefail" in run
+    assert [ln for ln in run.splitlines() if ln and not ln.startswith(("#", "set ", "cd "))] == [
+        "make test"
+    ]
+    assert "make test" in (REPO_ROOT / "README.md").read_text()
+
+
+def test_the_real_queue_passes_check():
+    """patches/ against the real base (`make test` runs `make apply` first, which fetches it)."""
+    cfg = QueueConfig.for_root(REPO_ROOT)
+    if not (cfg.tree / ".git").exists():
+        pytest.fail(f"no upstream tree at {cfg.tree}: run `make apply` (or `make test`)")
+    report = run_check(cfg)
+    assert report.ok, "\n".join(str(p) for p in report.problems)
