@@ -105,3 +105,12 @@ def test_missing_tree_says_make_source(tmp_path):
     cfg = make_project(tmp_path, source=False)
     with pytest.raises(QueueError, match="make source"):
         run_apply(cfg)
+
+
+def test_bracketed_subject_prefix_survives_the_round_trip(tmp_path):
+    cfg = make_project(tmp_path)
+    queue_with(cfg, (change(UTILS, "CONST_1 = 1", "CONST_1 = 10"), "[NSA] utils: CONST_1"))
+    report = run_apply(cfg)
+    assert report.data["up_to_date"] is True
+    assert report.data["patches"][0]["subject"] == "[NSA] utils: CONST_1"
+    assert log(cfg) == ["[NSA] utils: CONST_1"]

@@ -13,7 +13,7 @@ from scripts.queue.config import REPO_ROOT, QueueConfig
 from scripts.queue.export import run_export
 from scripts.queue.gitutil import GitError
 from scripts.queue.refresh import run_refresh
-from scripts.queue.report import Report, say, warn
+from scripts.queue.report import Problem, Report, say, warn
 from scripts.queue.source import SourceError, run_source
 
 
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         warn(args.cmd, f"ERROR: {exc}")
         if args.cmd in ("apply", "check"):
             failed = Report(args.cmd)
-            failed.add(_problem(str(exc)))
+            failed.add(Problem("refused", str(exc)))
             failed.write(_report_path(args))
         return 1
     if args.cmd in ("apply", "check"):
@@ -112,12 +112,6 @@ def main(argv: list[str] | None = None) -> int:
         )
         say(args.cmd, f"{verdict}; report: {path}")
     return 0 if report.ok else 1
-
-
-def _problem(msg: str):
-    from scripts.queue.report import Problem
-
-    return Problem("refused", msg)
 
 
 def _report_path(args: argparse.Namespace) -> Path:

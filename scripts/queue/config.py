@@ -38,7 +38,7 @@ class QueueConfig:
     @classmethod
     def for_root(cls, root: Path = REPO_ROOT, **overrides: object) -> QueueConfig:
         root = Path(root).resolve()
-        lock_path = overrides.pop("lock_path", root / "versions.env")
+        lock_path = overrides.pop("lock_path", None) or root / "versions.env"
         values: dict[str, object] = dict(
             root=root,
             tree=root / "build" / "sglang",

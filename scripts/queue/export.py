@@ -27,8 +27,10 @@ def run_export(cfg: QueueConfig, title: str | None = None) -> Report:
     queue = load_queue(cfg)
     branch = f"{cfg.branch}-upstream"
     report = Report("export", data={"branch": branch, "base": cfg.base_ref})
-    sent = [(e, i) for e, i in queue if (i.status_value or "").split(" ")[0] in EXPORTED]
-    kept = [(e, i) for e, i in queue if (e, i) not in sent]
+    sent, kept = [], []
+    for entry, info in queue:
+        exported = (info.status_value or "").split(" ")[0] in EXPORTED
+        (sent if exported else kept).append((entry, info))
     cfg.export_dir.mkdir(parents=True, exist_ok=True)
     mbox = cfg.export_dir / f"{cfg.branch}.mbox"
     with tempfile.TemporaryDirectory(prefix="queue-export-") as tmp:

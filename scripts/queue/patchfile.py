@@ -124,7 +124,7 @@ def read_patch(path: Path, name: str | None = None) -> PatchInfo:
     raw = path.read_text(encoding="utf-8", errors="surrogateescape")
     with tempfile.TemporaryDirectory() as tmp:
         msg, diff = Path(tmp) / "msg", Path(tmp) / "diff"
-        info = git(None, "mailinfo", "-u", str(msg), str(diff), input=raw).stdout
+        info = git(None, "mailinfo", "-u", "-b", str(msg), str(diff), input=raw).stdout
         fields = dict(line.split(": ", 1) for line in info.splitlines() if ": " in line)
         message = msg.read_text(encoding="utf-8", errors="surrogateescape")
         diff_text = diff.read_text(encoding="utf-8", errors="surrogateescape")
