@@ -1,0 +1,558 @@
+"""CPU tests of the raw-FP8 MLA quantise-and-store kernel (patch 3) under TRITON_INTERPRET=1.
+
+TRITON_INTERPRET=1 is set for this test module only (a module-scoped fixture restores it):
+triton 3.x decides interpreted-or-compiled when `@triton.jit` decorates, so the kernel module
+loaded here runs in the interpreter while kernels other test modules loaded stay compiled. The
+variable must stay set while the interpreter runs (triton consults it lazily, e.g. when it
+first imports gluon), and triton's lazily imported parts are imported before it is set so that
+they are not built in interpreter mode. The fixture asserts that the kernel really is
+interpreted, so a triton that reads the variable only at import fails loudly.
+
+Reference: torch's own round-to-nearest-even cast, after an explicit clamp to the format's max
+(torch's unclamped cast turns fnuz overflow into NaN). The kernel encodes FP8 with integer
+operations, so the bytes must match the reference exactly for every input, not just within an
+ulp; a separate round-trip check bounds the error without torch's cast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import types
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from sglang_loader import install_stub, load_tree_module
+
+FN, FNUZ = torch.float8_e4m3fn, torch.float8_e4m3fnuz
+FORMATS = [pytest.param(FN, id="e4m3fn"), pytest.param(FNUZ, id="e4m3fnuz")]
+SCALES = [1.0, 0.5, 2.0, 1 / 224]
+# Independent of the module's table: the formats' largest finite values.
+MAX = {FN: 448.0, FNUZ: 240.0}
+# Smallest subnormal: 2^(1 - bias - 3 mantissa bits).
+MIN_SUBNORMAL = {FN: 2.0**-9, FNUZ: 2.0**-10}
+NOPE, ROPE, ROW = 512, 64, 576
+POISON = 0xA5
+
+# numpy's warnings from inside the interpreter for NaN/inf inputs, which these tests feed on purpose
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning"),
+    pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning"),
+]
+
+
+@contextlib.contextmanager
+def _env(name: str, value: str) -> Iterator[None]:
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ[name]
+        else:
+            os.environ[name] = old
+
+
+@pytest.fixture(scope="module", autouse=True)
+def triton_interpreter() -> Iterator[None]:
+    with contextlib.suppress(ImportError):
+        import triton.experimental.gluon  # noqa: F401  (imported lazily by the interpreter)
+    with _env("TRITON_INTERPRET", "1"):
+        yield
+
+
+@pytest.fixture(scope="module")
+def store(sglang_tree: Path, triton_interpreter: None) -> types.ModuleType:
+    mod = load_tree_module(
+        sglang_tree, "srt/mem_cache/fp8_kv_store.py", "_fp8_kv_store_interpreted"
+    )
+    from triton.runtime.interpreter import InterpretedFunction
+
+    assert isinstance(mod._store_mla_kv_fp8_raw_kernel, InterpretedFunction), (
+        "this triton decides TRITON_INTERPRET before decoration; run the tests in a "
+        "process started with TRITON_INTERPRET=1"
+    )
+    return mod
+
+
+def reference(x: torch.Tensor, k_scale: float | None, fmt: torch.dtype) -> torch.Tensor:
+    inv = torch.tensor(1.0 if k_scale is None else 1.0 / k_scale, dtype=torch.float32)
+    y = x.float() * inv
+    return y.clamp(-MAX[fmt], MAX[fmt]).to(fmt).view(torch.uint8)
+
+
+def run_store(
+    store: types.ModuleType,
+    rows: torch.Tensor,
+    fmt: torch.dtype,
+    k_scale: float | None = 1.0,
+    *,
+    launch_config: tuple[int, int] | None = None,
+) -> torch.Tensor:
+    """Store rows [T, 576] at slots 1..T of a poisoned pool; return the T stored rows."""
+    t = rows.shape[0]
+    buf = torch.full((t + 2, 1, rows.shape[1]), POISON, dtype=torch.uint8)
+    loc = torch.arange(1, t + 1, dtype=torch.int64)
+    store.store_mla_kv_fp8_raw(
+        buf,
+        loc,
+        rows[:, None, :NOPE],
+        rows[:, None, NOPE:],
+        k_scale=k_scale,
+        fp8_dtype=fmt,
+        launch_config=launch_config,
+    )
+    assert (buf[0] == POISON).all() and (buf[t + 1] == POISON).all()
+    return buf[1 : t + 1, 0]
+
+
+def as_rows(values: torch.Tensor) -> torch.Tensor:
+    """Pad a flat tensor with zeros to whole 576-element rows."""
+    pad = (-values.numel()) % ROW
+    return torch.cat([values.flatten(), values.new_zeros(pad)]).view(-1, ROW)
+
+
+def assert_same_bytes(got: torch.Tensor, want: torch.Tensor, x: torch.Tensor) -> None:
+    bad = got != want
+    if bad.any():
+        i = bad.nonzero()[0].tolist()
+        pytest.fail(
+            f"{int(bad.sum())} bytes differ; first at {i}: input {x[tuple(i)].item()!r} "
+            f"stored {got[tuple(i)].item():#04x}, torch gives {want[tuple(i)].item():#04x}"
+        )
+
+
+def test_module_constants_match_torch(store):
+    assert store.FP8_MAX == {fmt: torch.finfo(fmt).max for fmt in (FN, FNUZ)} == MAX
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("k_scale", SCALES)
+def test_every_bf16_input_is_bit_exact(store, fmt, k_scale):
+    x = as_rows(torch.arange(1 << 16, dtype=torch.int32).to(torch.int16).view(torch.bfloat16))
+    got = run_store(store, x, fmt, k_scale, launch_config=(16, 4))
+    assert_same_bytes(got, reference(x, k_scale, fmt), x)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_every_fp16_input_is_bit_exact(store, fmt):
+    x = as_rows(torch.arange(1 << 16, dtype=torch.int32).to(torch.int16).view(torch.float16))
+    got = run_store(store, x, fmt, 1 / 224, launch_config=(16, 4))
+    assert_same_bytes(got, reference(x, 1 / 224, fmt), x)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_random_fp32_bit_patterns_are_bit_exact(store, fmt):
+    # Every kind of fp32: NaN, inf, fp32 subnormals, huge and tiny values, both signs.
+    g = torch.Generator().manual_seed(1)
+    bits = torch.randint(-(2**31), 2**31, (48, ROW), generator=g, dtype=torch.int64)
+    x = bits.to(torch.int32).view(torch.float32)
+    got = run_store(store, x, fmt, 0.5, launch_config=(16, 4))
+    assert_same_bytes(got, reference(x, 0.5, fmt), x)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("k_scale", SCALES)
+def test_random_activations_bit_exact_and_within_half_ulp(store, fmt, k_scale):
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(7, ROW, generator=g) * torch.exp2(torch.randint(-12, 10, (7, ROW), generator=g))
+    x = x.to(torch.bfloat16)
+    got = run_store(store, x, fmt, k_scale)
+    assert_same_bytes(got, reference(x, k_scale, fmt), x)
+    # Round trip without torch's cast: RNE is off by at most half a unit in the last place.
+    y = x.float() * torch.tensor(1.0 / k_scale, dtype=torch.float32)
+    inside = y.abs() <= MAX[fmt]
+    decoded = got.view(fmt).float()
+    _, exp = torch.frexp(y)
+    ulp = torch.maximum(torch.exp2(exp.float() - 4), torch.tensor(MIN_SUBNORMAL[fmt]))
+    assert ((decoded - y).abs() <= ulp / 2)[inside].all()
+    assert (decoded[~inside].abs() == MAX[fmt]).all()
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("k_scale", [1.0, 0.25, 8.0])
+def test_exactly_representable_inputs_store_their_own_code(store, fmt, k_scale):
+    # x = decode(code) * k_scale is exact in bf16, so the stored byte must be `code` itself.
+    codes = torch.arange(256, dtype=torch.int32).to(torch.uint8)
+    codes = codes[~codes.view(fmt).float().isnan()]
+    codes = codes.repeat(ROW * 2 // codes.numel() + 1)[: ROW * 2].view(2, ROW)
+    x = (codes.view(fmt).float() * k_scale).to(torch.bfloat16)
+    got = run_store(store, x, fmt, k_scale)
+    assert torch.equal(got, codes)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_saturates_at_the_formats_max(store, fmt):
+    # Around the midpoint between max and the next (unrepresentable) step, and far beyond.
+    mid = MAX[fmt] + (16.0 if fmt == FN else 8.0)
+    big = [MAX[fmt], mid - 1, mid, mid + 1, 1e4, 3e38, float("inf")]
+    x = as_rows(torch.tensor(big + [-v for v in big]))
+    got = run_store(store, x, fmt, 1.0)[0, : 2 * len(big)]
+    top = 0x7E if fmt == FN else 0x7F  # fn's 0x7F is NaN
+    assert got.tolist() == [top] * len(big) + [top | 0x80] * len(big)
+    assert got.view(fmt).float().abs().max().item() == MAX[fmt]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_negative_zero_and_underflow(store, fmt):
+    x = as_rows(torch.tensor([-0.0, 0.0, -1e-30, 1e-30, -MIN_SUBNORMAL[fmt] / 2]))
+    got = run_store(store, x, fmt, 1.0)[0, :5].tolist()
+    neg_zero = 0x80 if fmt == FN else 0x00  # fnuz has no negative zero (0x80 is its NaN)
+    assert got == [neg_zero, 0x00, neg_zero, 0x00, neg_zero]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_subnormals_round_half_to_even(store, fmt):
+    # k/2 units of the smallest subnormal for k = 0..17: exact values and every midpoint,
+    # up to one step past the smallest normal (code 0x08).
+    halves = torch.arange(18, dtype=torch.float64)
+    x = as_rows((halves / 2 * MIN_SUBNORMAL[fmt]).float())
+    got = run_store(store, x, fmt, 1.0)[0, :18].tolist()
+    want = [round(k / 2) for k in range(18)]  # Python's round() is half-to-even
+    assert got == want
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_nan_becomes_the_formats_nan(store, fmt):
+    nan = float("nan")
+    x = as_rows(torch.tensor([nan, -nan]))
+    got = run_store(store, x, fmt, 2.0)[0, :2].tolist()
+    assert got == ([0x7F, 0xFF] if fmt == FN else [0x80, 0x80])
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_rows_without_a_slot_are_skipped(store, fmt):
+    t = 9
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(t, ROW, generator=g, dtype=torch.float32).to(torch.bfloat16)
+    loc = torch.tensor([4, -1, 0, -7, 10, 2, -1, 11, 5], dtype=torch.int32)  # 11 >= N
+    buf = torch.full((11, 1, ROW), POISON, dtype=torch.uint8)
+    store.store_mla_kv_fp8_raw(
+        buf, loc, x[:, None, :NOPE], x[:, None, NOPE:], k_scale=0.5, fp8_dtype=fmt
+    )
+    want = torch.full((11, ROW), POISON, dtype=torch.uint8)
+    written = [(i, s) for i, s in enumerate(loc.tolist()) if 0 <= s < 11]
+    for i, s in written:
+        want[s] = reference(x[i], 0.5, fmt)
+    assert torch.equal(buf[:, 0], want)
+    assert len(written) == 5
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_non_contiguous_sources(store, fmt):
+    t = 5
+    g = torch.Generator().manual_seed(4)
+    # k_nope / k_rope as views into a wider fused projection output, as in forward_absorb.
+    fused = torch.randn(t, 1536 + ROW, generator=g).to(torch.float16)
+    latent = fused[:, 1536:]
+    # A rope source with an element stride of 2 as well.
+    wide = torch.randn(t, 2 * ROPE, generator=g).to(torch.float16)
+    nope, rope = latent[:, None, :NOPE], wide[:, None, ::2]
+    assert not nope.is_contiguous() and rope.stride(-1) == 2
+    buf = torch.full((t, 1, ROW), POISON, dtype=torch.uint8)
+    loc = torch.arange(t - 1, -1, -1)
+    store.store_mla_kv_fp8_raw(buf, loc, nope, rope, k_scale=1 / 224, fp8_dtype=fmt)
+    rows = torch.cat([nope[:, 0], rope[:, 0]], dim=1)
+    assert torch.equal(buf[loc, 0], reference(rows, 1 / 224, fmt))
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize(
+    "t, launch_config",
+    [(1, None), (3, None), (257, None), (257, (4, 4)), (13, (8, 2))],
+    ids=["1", "3", "257", "257-4rows", "13-8rows"],
+)
+def test_token_counts_and_row_blocking(store, fmt, t, launch_config):
+    g = torch.Generator().manual_seed(t)
+    x = (torch.randn(t, ROW, generator=g) * 100).to(torch.bfloat16)
+    got = run_store(store, x, fmt, 2.0, launch_config=launch_config)
+    assert_same_bytes(got, reference(x, 2.0, fmt), x)
+
+
+@pytest.mark.parametrize("buffer_dtype", [torch.uint8, FN, FNUZ], ids=["uint8", "fn", "fnuz"])
+def test_fp8_typed_buffers(store, buffer_dtype):
+    fmt = FN if buffer_dtype == torch.uint8 else buffer_dtype
+    x = torch.linspace(-300, 300, ROW).view(1, ROW)
+    buf = torch.zeros(2, 1, ROW, dtype=torch.uint8).view(buffer_dtype)
+    loc = torch.tensor([1])
+    store.store_mla_kv_fp8_raw(
+        buf, loc, x[:, None, :NOPE], x[:, None, NOPE:], k_scale=None, fp8_dtype=fmt
+    )
+    assert torch.equal(buf.view(torch.uint8)[1, 0], reference(x[0], None, fmt))
+
+
+def test_general_dims_and_no_rope(store):
+    x = torch.randn(3, 448 + 64).to(torch.bfloat16)
+    buf = torch.full((3, 1, 512), POISON, dtype=torch.uint8)
+    loc = torch.tensor([2, 0, 1])
+    store.store_mla_kv_fp8_raw(
+        buf, loc, x[:, None, :448], x[:, None, 448:], k_scale=0.5, fp8_dtype=FNUZ
+    )
+    assert torch.equal(buf[loc, 0], reference(x, 0.5, FNUZ))
+    # D_tail = 0 (DSA models without rope dims).
+    buf = torch.full((3, 1, 512), POISON, dtype=torch.uint8)
+    y = torch.randn(3, 1, 512)
+    store.store_mla_kv_fp8_raw(buf, loc, y, y[:, :, :0], k_scale=None, fp8_dtype=FN)
+    assert torch.equal(buf[loc, 0], reference(y[:, 0], None, FN))
+
+
+def test_empty_batch_writes_nothing(store, monkeypatch):
+    class NoLaunch:
+        def __getitem__(self, grid):
+            raise AssertionError(f"T == 0 must not launch the kernel (grid {grid})")
+
+    monkeypatch.setattr(store, "_store_mla_kv_fp8_raw_kernel", NoLaunch())
+    buf = torch.full((4, 1, ROW), POISON, dtype=torch.uint8)
+    empty = torch.empty(0, 1, ROW, dtype=torch.bfloat16)
+    loc = torch.empty(0, dtype=torch.int64)
+    store.store_mla_kv_fp8_raw(
+        buf, loc, empty[..., :NOPE], empty[..., NOPE:], k_scale=None, fp8_dtype=FNUZ
+    )
+    assert (buf == POISON).all()
+
+
+@pytest.mark.parametrize(
+    "k_scale", [0.0, -1.0, float("inf"), float("-inf"), float("nan"), 1e-300, 1e39]
+)
+def test_invalid_k_scale_is_rejected_before_writing(store, k_scale):
+    buf = torch.full((2, 1, ROW), POISON, dtype=torch.uint8)
+    x = torch.ones(1, 1, ROW, dtype=torch.bfloat16)
+    with pytest.raises(ValueError) as err:
+        store.store_mla_kv_fp8_raw(
+            buf, torch.tensor([1]), x[..., :NOPE], x[..., NOPE:], k_scale=k_scale, fp8_dtype=FN
+        )
+    msg = str(err.value)
+    assert f"invalid FP8 KV-cache scale k_scale={k_scale!r}" in msg
+    assert "k_scale from the checkpoint" in msg and "--kv-cache-dtype fp8_e4m3" in msg
+    assert (buf == POISON).all()
+    # Also on an empty batch: a bad scale surfaces at the first (warm-up) store.
+    empty = x[:0]
+    with pytest.raises(ValueError, match="invalid FP8 KV-cache scale"):
+        store.store_mla_kv_fp8_raw(
+            buf,
+            torch.tensor([1])[:0],
+            empty[..., :NOPE],
+            empty[..., NOPE:],
+            k_scale=k_scale,
+            fp8_dtype=FN,
+        )
+
+
+def test_tensor_k_scale_is_a_type_error(store):
+    x = torch.ones(1, 1, ROW)
+    with pytest.raises(TypeError, match="k_scale must be a Python float or None.*k_scale_float"):
+        store.store_mla_kv_fp8_raw(
+            torch.zeros(2, 1, ROW, dtype=torch.uint8),
+            torch.tensor([0]),
+            x[..., :NOPE],
+            x[..., NOPE:],
+            k_scale=torch.tensor(1.0),
+            fp8_dtype=FN,
+        )
+
+
+def _bad_inputs():
+    x = torch.ones(2, 1, ROW, dtype=torch.bfloat16)
+    nope, rope = x[..., :NOPE], x[..., NOPE:]
+    buf = torch.zeros(4, 1, ROW, dtype=torch.uint8)
+    loc = torch.tensor([0, 1])
+    ok = {"kv_buffer": buf, "loc": loc, "k_nope": nope, "k_rope": rope, "fp8_dtype": FN}
+    yield "fp8_dtype must be torch.float8_e4m3fn or", {**ok, "fp8_dtype": torch.float8_e5m2}
+    yield "kv_buffer has dtype torch.bfloat16", {**ok, "kv_buffer": buf.to(torch.bfloat16)}
+    yield "needs torch.uint8 or torch.float8_e4m3fn", {**ok, "kv_buffer": buf.view(FNUZ)}
+    yield "k_nope has dtype torch.float8_e4m3fn", {**ok, "k_nope": nope.to(FN)}
+    yield "k_rope has dtype torch.int32", {**ok, "k_rope": rope.to(torch.int32)}
+    yield "loc must be a 1-D int32 or int64", {**ok, "loc": loc.float()}
+    yield "loc must be a 1-D int32 or int64", {**ok, "loc": loc[None]}
+    yield "token counts differ: loc 2, k_nope 1", {**ok, "k_nope": nope[:1]}
+    yield r"576 bytes but k_nope \+ k_rope have 512 \+ 32", {**ok, "k_rope": rope[..., :32]}
+    yield "k_nope must have shape", {**ok, "k_nope": nope.view(2, 1, 1, NOPE)}
+    yield "kv_buffer must have shape", {**ok, "kv_buffer": buf.view(4, 2, ROW // 2)}
+
+
+@pytest.mark.parametrize("message, kwargs", list(_bad_inputs()))
+def test_bad_inputs_are_rejected_with_a_clear_message(store, message, kwargs):
+    before = kwargs["kv_buffer"].clone()
+    with pytest.raises(ValueError, match=message):
+        store.store_mla_kv_fp8_raw(**kwargs, k_scale=1.0)
+    assert torch.equal(kwargs["kv_buffer"].view(torch.uint8), before.view(torch.uint8))
+
+
+@pytest.mark.parametrize(
+    "dtype, dim, use_nsa, want",
+    [
+        (FNUZ, 576, True, True),
+        (FN, 576, True, True),
+        (FN, 656, True, False),  # FlashMLA layout with inline per-tile scales
+        (FNUZ, 656, True, False),
+        (torch.bfloat16, 576, True, False),
+        (torch.float8_e5m2, 576, True, False),
+        (torch.uint8, 576, True, False),
+        (FN, 576, False, False),  # plain MLA keeps upstream's cast-and-copy path
+        (FNUZ, 576, False, False),
+    ],
+)
+def test_layout_predicate(store, dtype, dim, use_nsa, want):
+    assert store.is_raw_fp8_mla_layout(dtype, dim, 512, 64, use_nsa) is want
+
+
+def test_layout_predicate_other_model_dims(store):
+    assert store.is_raw_fp8_mla_layout(FN, 512, 512, 0, True)
+    assert not store.is_raw_fp8_mla_layout(FN, 576, 512, 0, True)
+
+
+# --- the pool patch (memory_pool.py), loaded by path with its sglang imports stubbed -----------
+
+
+@contextlib.contextmanager
+def _restored_sys_modules() -> Iterator[None]:
+    """Keep the stubs this loader installs from leaking into other tests' module loads."""
+    before = dict(sys.modules)
+    try:
+        yield
+    finally:
+        for name in set(sys.modules) - set(before):
+            if name.startswith("sglang"):
+                del sys.modules[name]
+        sys.modules.update({k: v for k, v in before.items() if k.startswith("sglang")})
+
+
+def _row_copy(kv_buffer, loc, nope, rope):
+    # Upstream's generic two-source row copy, in torch (the Triton original needs a GPU).
+    kv_buffer[loc] = torch.cat([nope, rope], dim=-1)
+
+
+@pytest.fixture(scope="module")
+def pool_module(sglang_tree: Path, store: types.ModuleType) -> types.ModuleType:
+    class _Adapter:
+        @staticmethod
+        def create(enable):
+            return types.SimpleNamespace(region=lambda *a, **k: contextlib.nullcontext())
+
+    stubs = {
+        "sglang.jit_kernel.kvcache": {"can_use_store_cache": None, "store_cache": None},
+        "sglang.srt.configs.mamba_utils": {"BaseLinearStateParams": object},
+        "sglang.srt.constants": {"GPU_MEMORY_TYPE_KV_CACHE": "kv_cache"},
+        "sglang.srt.environ": {"envs": None},
+        "sglang.srt.layers.attention.nsa": {"index_buf_accessor": None},
+        "sglang.srt.layers.attention.nsa.quant_k_cache": {
+            "quantize_k_cache": None,
+            "quantize_k_cache_separate": None,
+        },
+        "sglang.srt.layers.radix_attention": {"RadixAttention": object},
+        "sglang.srt.mem_cache.fp8_kv_store": {
+            "is_raw_fp8_mla_layout": store.is_raw_fp8_mla_layout,
+            "store_mla_kv_fp8_raw": store.store_mla_kv_fp8_raw,
+        },
+        "sglang.srt.mem_cache.utils": {
+            "get_mla_kv_buffer_triton": None,
+            "maybe_init_custom_mem_pool": lambda device: (False, None, None),
+            "set_mla_kv_buffer_triton": _row_copy,
+            "set_mla_kv_scale_buffer_triton": None,
+        },
+        "sglang.srt.utils": {
+            **{f: (lambda: False) for f in ("is_cpu", "is_cuda", "is_hip", "is_npu")},
+            "cpu_has_amx_support": lambda: False,
+            "next_power_of_2": None,
+        },
+        "sglang.srt.utils.custom_op": {"register_custom_op": lambda fn, **_: fn},
+        "sglang.srt.utils.torch_memory_saver_adapter": {"TorchMemorySaverAdapter": _Adapter},
+    }
+    with _restored_sys_modules():
+        for name, attrs in stubs.items():
+            install_stub(name, **attrs)
+        return load_tree_module(sglang_tree, "srt/mem_cache/memory_pool.py", "_fp8_memory_pool")
+
+
+def make_pool(mod, dtype, override_kv_cache_dim=None, use_nsa=True):
+    return mod.MLATokenToKVPool(
+        size=16,
+        page_size=1,
+        dtype=dtype,
+        kv_lora_rank=NOPE,
+        qk_rope_head_dim=ROPE,
+        layer_num=2,
+        device="cpu",
+        enable_memory_saver=False,
+        use_nsa=use_nsa,
+        override_kv_cache_dim=override_kv_cache_dim,
+    )
+
+
+def layer(layer_id=1, k_scale=None, k_scale_float=None):
+    return types.SimpleNamespace(layer_id=layer_id, k_scale=k_scale, k_scale_float=k_scale_float)
+
+
+def test_pool_flags_follow_the_layout(pool_module):
+    assert make_pool(pool_module, FNUZ).kv_cache_store_fp8_raw
+    assert make_pool(pool_module, FN).kv_cache_store_fp8_raw
+    p656 = make_pool(pool_module, FN, override_kv_cache_dim=656)
+    assert p656.nsa_kv_cache_store_fp8 and not p656.kv_cache_store_fp8_raw
+    assert not make_pool(pool_module, torch.bfloat16).kv_cache_store_fp8_raw
+    assert not make_pool(pool_module, FN, use_nsa=False).kv_cache_store_fp8_raw
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_pool_store_uses_the_layer_scale(pool_module, fmt):
+    pool = make_pool(pool_module, fmt)
+    g = torch.Generator().manual_seed(5)
+    latent = (torch.randn(3, ROW, generator=g) * 600).to(torch.bfloat16)
+    loc = torch.tensor([3, -1, 7])
+    pool.set_mla_kv_buffer(
+        layer(k_scale_float=2.0), loc, latent[:, None, :NOPE], latent[:, None, NOPE:]
+    )
+    buf = pool.get_key_buffer(1).view(torch.uint8)[:, 0]
+    assert torch.equal(buf[[3, 7]], reference(latent[[0, 2]], 2.0, fmt))
+    assert (buf[[0, 1, 2, 4, 5, 6, 8]] == 0).all()
+    assert (pool.kv_buffer[0].view(torch.uint8) == 0).all()  # the other layer
+
+
+def test_pool_scale_sources(pool_module):
+    x = torch.full((1, 1, ROW), 3.0)
+    loc = torch.tensor([2])
+    pool = make_pool(pool_module, FN)
+    got = []
+    for lay in (
+        layer(),  # bf16 checkpoint: no quant config, no scale -> 1.0
+        layer(k_scale=torch.tensor(0.5)),  # scale tensor but no float yet: read once
+        layer(k_scale=torch.tensor(-1.0), k_scale_float=0.25),  # the float wins
+    ):
+        pool.set_mla_kv_buffer(lay, loc, x[..., :NOPE], x[..., NOPE:])
+        got.append(pool.get_key_buffer(1)[2, 0, 0].float().item())
+    assert got == [3.0, 6.0, 12.0]
+    assert pool._raw_fp8_k_scales == {1: 0.5}
+
+
+def test_pool_rejects_an_unloaded_scale(pool_module):
+    # -1 is BaseKVCacheMethod's "not loaded" value; it must never be divided by.
+    pool = make_pool(pool_module, FNUZ)
+    x = torch.ones(1, 1, ROW)
+    with pytest.raises(ValueError, match="k_scale=-1.0.*checkpoint"):
+        pool.set_mla_kv_buffer(
+            layer(k_scale=torch.tensor(-1.0)), torch.tensor([1]), x[..., :NOPE], x[..., NOPE:]
+        )
+    assert (pool.kv_buffer[1].view(torch.uint8) == 0).all()
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_pool_set_kv_buffer_quantises_the_full_row(pool_module, fmt):
+    pool = make_pool(pool_module, fmt)
+    k = (torch.randn(2, 1, ROW) * 300).to(torch.bfloat16)
+    pool.set_kv_buffer(layer(k_scale_float=0.5), torch.tensor([5, 9]), k, k)
+    buf = pool.get_key_buffer(1).view(torch.uint8)[:, 0]
+    assert torch.equal(buf[[5, 9]], reference(k[:, 0], 0.5, fmt))
+
+
+def test_pool_copies_rows_that_arrive_already_quantised(pool_module):
+    # trtllm quantises K itself (mla_quantize_and_rope_for_fp8): bytes are copied unchanged.
+    pool = make_pool(pool_module, FN)
+    codes = torch.randint(0, 0x7F, (2, 1, ROW), dtype=torch.uint8)
+    k = codes.view(FN)
+    pool.set_mla_kv_buffer(
+        layer(k_scale_float=4.0), torch.tensor([1, 2]), k[..., :NOPE], k[..., NOPE:]
+    )
+    assert torch.equal(pool.kv_buffer[1][[1, 2]], codes)
