@@ -1,11 +1,11 @@
-# mk/queue.mk: the patch queue (scripts/queue, docs/queue.md). Standard library + git only, so
+# mk/queue.mk: the patch queue (scripts/patchqueue, docs/queue.md). Standard library + git only, so
 # these targets need no virtual environment.
 #   SGLANG_SOURCE=git        make source: clone the tag instead of using the PyPI wheel
 #   SGLANG_WHEEL_FILE=path   make source: use a local copy of the pinned wheel (sha256-checked)
 #   FORCE=1                  make apply: stash a dirty tree / back up a differing branch first
 
 QUEUE_PY ?= python3
-QUEUE := $(QUEUE_PY) -m scripts.queue
+QUEUE := $(QUEUE_PY) -m scripts.patchqueue
 SGLANG_SOURCE ?= wheel
 
 .PHONY: source apply queue-check refresh export

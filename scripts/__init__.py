@@ -1,1 +1,1 @@
-"""Project tooling (run from the repository root, e.g. `python -m scripts.queue`)."""
+"""Project tooling (run from the repository root, e.g. `python -m scripts.patchqueue`)."""

@@ -7,9 +7,9 @@ import json
 import pytest
 from queue_fixtures import SERVER_ARGS, UTILS, change, commit, make_project, queue_with
 
-from scripts.queue.apply import QueueError, run_apply
-from scripts.queue.cli import main
-from scripts.queue.gitutil import am_in_progress, out, rev
+from scripts.patchqueue.apply import QueueError, run_apply
+from scripts.patchqueue.cli import main
+from scripts.patchqueue.gitutil import am_in_progress, out, rev
 
 
 @pytest.fixture

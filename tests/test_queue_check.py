@@ -15,9 +15,9 @@ from queue_fixtures import (
     queue_with,
 )
 
-from scripts.queue.check import run_check
-from scripts.queue.cli import main
-from scripts.queue.series import write_series
+from scripts.patchqueue.check import run_check
+from scripts.patchqueue.cli import main
+from scripts.patchqueue.series import write_series
 
 
 def kinds(report, patch=None):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from queue_fixtures import SERVER_ARGS, UTILS, change, commit, make_project
 
-from scripts.queue.apply import run_apply
-from scripts.queue.export import run_export
-from scripts.queue.gitutil import out
-from scripts.queue.refresh import run_refresh
+from scripts.patchqueue.apply import run_apply
+from scripts.patchqueue.export import run_export
+from scripts.patchqueue.gitutil import out
+from scripts.patchqueue.refresh import run_refresh
 
 
 def test_export_branch_and_mbox(tmp_path):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from scripts.queue.patchfile import lint_header, read_patch, status_error
-from scripts.queue.series import DEFAULT_HEADER, lint_series
+from scripts.patchqueue.patchfile import lint_header, read_patch, status_error
+from scripts.patchqueue.series import DEFAULT_HEADER, lint_series
 
 DIFF = """\
 ---

@@ -8,8 +8,8 @@ import subprocess
 import pytest
 
 from scripts.lockfile import LockError, read_lock
-from scripts.queue.check import run_check
-from scripts.queue.config import REPO_ROOT, QueueConfig
+from scripts.patchqueue.check import run_check
+from scripts.patchqueue.config import REPO_ROOT, QueueConfig
 
 TARGET = re.compile(r"^([a-zA-Z0-9_.-]+):(?!=)([^#\n]*)(## (.*))?$", re.M)
 

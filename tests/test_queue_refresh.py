@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from queue_fixtures import SERVER_ARGS, UTILS, change, commit, make_project, queue_with, run
 
-from scripts.queue.apply import QueueError, run_apply
-from scripts.queue.gitutil import git
-from scripts.queue.refresh import run_refresh
+from scripts.patchqueue.apply import QueueError, run_apply
+from scripts.patchqueue.gitutil import git
+from scripts.patchqueue.refresh import run_refresh
 
 
 def snapshot(cfg):

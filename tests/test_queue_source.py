@@ -15,8 +15,8 @@ from queue_fixtures import (
     wheel_of,
 )
 
-from scripts.queue.gitutil import git, rev
-from scripts.queue.source import SourceError, read_record, run_source, verify_against_record
+from scripts.patchqueue.gitutil import git, rev
+from scripts.patchqueue.source import SourceError, read_record, run_source, verify_against_record
 
 
 def test_base_commit_is_reproducible_and_rerun_is_a_no_op(tmp_path, capsys):

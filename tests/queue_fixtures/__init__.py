@@ -9,12 +9,12 @@ import subprocess
 import zipfile
 from pathlib import Path
 
-from scripts.queue.apply import run_apply
-from scripts.queue.config import QueueConfig
-from scripts.queue.gitutil import git, out
-from scripts.queue.refresh import run_refresh
-from scripts.queue.series import DEFAULT_HEADER
-from scripts.queue.source import run_source
+from scripts.patchqueue.apply import run_apply
+from scripts.patchqueue.config import QueueConfig
+from scripts.patchqueue.gitutil import git, out
+from scripts.patchqueue.refresh import run_refresh
+from scripts.patchqueue.series import DEFAULT_HEADER
+from scripts.patchqueue.source import run_source
 
 VERSION = "0.0.1"
 WHEEL = f"sglang-{VERSION}-py3-none-any.whl"
@@ -151,7 +151,7 @@ def patch_against(
     status: str = "Upstream-Status: Pending",
 ) -> bytes:
     """A format-patch replacing `old` by `new` in `path`, made on a side branch from `ref`."""
-    from scripts.queue.refresh import format_patches
+    from scripts.patchqueue.refresh import format_patches
 
     side = cfg.root.parent / "side"
     git(cfg.tree, "worktree", "add", "-q", "--detach", str(side), ref)

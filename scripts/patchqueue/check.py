@@ -8,12 +8,12 @@ import re
 import tempfile
 from pathlib import Path
 
-from scripts.queue.apply import AM_ARGS, QueueError, require_base
-from scripts.queue.config import QueueConfig
-from scripts.queue.gitutil import git
-from scripts.queue.patchfile import PatchInfo, lint_header, read_patch
-from scripts.queue.report import Problem, Report, say
-from scripts.queue.series import lint_series
+from scripts.patchqueue.apply import AM_ARGS, QueueError, require_base
+from scripts.patchqueue.config import QueueConfig
+from scripts.patchqueue.gitutil import git
+from scripts.patchqueue.patchfile import PatchInfo, lint_header, read_patch
+from scripts.patchqueue.report import Problem, Report, say
+from scripts.patchqueue.series import lint_series
 
 OFFSET = re.compile(
     r"Checking patch (.+?)\.\.\.|Hunk #(\d+) succeeded at (\d+) (?:\(offset (-?\d+) lines?\))?"

@@ -11,13 +11,13 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from scripts.queue.apply import AM_ARGS, QueueError, load_queue, require_base
-from scripts.queue.check import apply_problem
-from scripts.queue.config import QueueConfig
-from scripts.queue.gitutil import git, out
-from scripts.queue.patchfile import STATUS_LINE
-from scripts.queue.refresh import FORMAT_PATCH
-from scripts.queue.report import Report, say
+from scripts.patchqueue.apply import AM_ARGS, QueueError, load_queue, require_base
+from scripts.patchqueue.check import apply_problem
+from scripts.patchqueue.config import QueueConfig
+from scripts.patchqueue.gitutil import git, out
+from scripts.patchqueue.patchfile import STATUS_LINE
+from scripts.patchqueue.refresh import FORMAT_PATCH
+from scripts.patchqueue.report import Report, say
 
 EXPORTED = ("Pending", "Submitted")
 

@@ -1,4 +1,4 @@
-"""Command line: `python -m scripts.queue [paths] <source|apply|check|refresh|export>`."""
+"""Command line: `python -m scripts.patchqueue [paths] <source|apply|check|refresh|export>`."""
 
 from __future__ import annotations
 
@@ -7,18 +7,18 @@ import sys
 from pathlib import Path
 
 from scripts.lockfile import LockError
-from scripts.queue.apply import QueueError, run_apply
-from scripts.queue.check import run_check
-from scripts.queue.config import REPO_ROOT, QueueConfig
-from scripts.queue.export import run_export
-from scripts.queue.gitutil import GitError
-from scripts.queue.refresh import run_refresh
-from scripts.queue.report import Problem, Report, say, warn
-from scripts.queue.source import SourceError, run_source
+from scripts.patchqueue.apply import QueueError, run_apply
+from scripts.patchqueue.check import run_check
+from scripts.patchqueue.config import REPO_ROOT, QueueConfig
+from scripts.patchqueue.export import run_export
+from scripts.patchqueue.gitutil import GitError
+from scripts.patchqueue.refresh import run_refresh
+from scripts.patchqueue.report import Problem, Report, say, warn
+from scripts.patchqueue.source import SourceError, run_source
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m scripts.queue", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m scripts.patchqueue", description=__doc__)
     ap.add_argument(
         "--root",
         type=Path,

@@ -11,11 +11,11 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from scripts.queue.apply import QueueError, branch_commits, require_base
-from scripts.queue.config import QueueConfig
-from scripts.queue.gitutil import am_in_progress, dirty_files, out
-from scripts.queue.report import Report, say
-from scripts.queue.series import parse_series, write_series
+from scripts.patchqueue.apply import QueueError, branch_commits, require_base
+from scripts.patchqueue.config import QueueConfig
+from scripts.patchqueue.gitutil import am_in_progress, dirty_files, out
+from scripts.patchqueue.report import Report, say
+from scripts.patchqueue.series import parse_series, write_series
 
 FORMAT_PATCH = [
     "format-patch",

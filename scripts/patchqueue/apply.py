@@ -6,11 +6,11 @@ import re
 import time
 from pathlib import Path
 
-from scripts.queue.config import QueueConfig
-from scripts.queue.gitutil import am_in_progress, dirty_files, git, is_repo, out, rev
-from scripts.queue.patchfile import PatchInfo, read_patch
-from scripts.queue.report import Problem, Report, say
-from scripts.queue.series import Entry, lint_series
+from scripts.patchqueue.config import QueueConfig
+from scripts.patchqueue.gitutil import am_in_progress, dirty_files, git, is_repo, out, rev
+from scripts.patchqueue.patchfile import PatchInfo, read_patch
+from scripts.patchqueue.report import Problem, Report, say
+from scripts.patchqueue.series import Entry, lint_series
 
 # git am takes no fuzz and, with --no-3way, no merge: context must match exactly.
 AM_ARGS = ["am", "--no-3way", "--committer-date-is-author-date", "--keep-non-patch"]

@@ -7,8 +7,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from scripts.queue.gitutil import git
-from scripts.queue.report import Problem
+from scripts.patchqueue.gitutil import git
+from scripts.patchqueue.report import Problem
 
 MBOX_FROM = re.compile(r"^From [0-9a-f]{40} Mon Sep 17 00:00:00 2001$", re.M)
 STATUS_LINE = re.compile(r"^\s*upstream-status\s*:", re.I | re.M)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from scripts.queue.report import Problem
+from scripts.patchqueue.report import Problem
 
 DEFAULT_HEADER = """\
 # patches/series: the patch queue, applied in this order by `make apply` (git am, no fuzz).

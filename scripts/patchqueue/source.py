@@ -22,11 +22,11 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
 from scripts.lockfile import require
-from scripts.queue.config import QueueConfig
-from scripts.queue.gitutil import UPSTREAM_EMAIL, UPSTREAM_NAME, git, is_repo, out, rev
-from scripts.queue.patchfile import read_patch
-from scripts.queue.report import Problem, Report, say
-from scripts.queue.series import lint_series
+from scripts.patchqueue.config import QueueConfig
+from scripts.patchqueue.gitutil import UPSTREAM_EMAIL, UPSTREAM_NAME, git, is_repo, out, rev
+from scripts.patchqueue.patchfile import read_patch
+from scripts.patchqueue.report import Problem, Report, say
+from scripts.patchqueue.series import lint_series
 
 PKG_PREFIX = "python/"  # wheel path sglang/x.py == repository path python/sglang/x.py
 # Paths in the tree that the tooling and the tests create; never part of upstream.

@@ -1,0 +1,5 @@
+import sys
+
+from scripts.patchqueue.cli import main
+
+sys.exit(main())

@@ -1,5 +1,0 @@
-import sys
-
-from scripts.queue.cli import main
-
-sys.exit(main())
