@@ -25,5 +25,7 @@ def sglang_tree() -> Path:
     tree = sglang_tree_path()
     pkg = tree / "python" / "sglang"
     if not pkg.is_dir():
-        pytest.fail(f"no patched sglang tree at {tree}: run `make apply` first (or set SGLANG_TREE)")
+        pytest.fail(
+            f"no patched sglang tree at {tree}: run `make apply` first (or set SGLANG_TREE)"
+        )
     return tree

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Run the GPU tests and benchmarks on an offline NVIDIA host (the device machine), with
+# TileLang from the bundle that ../shared/gpu/make_bundle.sh builds and a pre-built kernel cache.
+#
+#   scripts/gpu_suite.sh OUTDIR [STEP ...]      steps: tests bench-decode bench-store repro
+#
+# Inputs (all optional, defaults in brackets):
+#   SGLANG_TREE      patched tree with python/sglang/...                   [build/sglang]
+#   BASE_TREE        unpatched v0.5.9 tree, for the race reproducer        [unset: skip repro]
+#   TL_BUNDLE        tilelang + deps bundle (.tar.xz)                      [.gpu/tilelang-bundle-0.1.9.tar.xz]
+#   TL_LAYER         a tilelang-only bundle put in front (another version) [unset]
+#   PYDEPS           pytest & co. for a host without them (.tar.xz)        [.gpu/pydeps.tar.xz]
+#   TILELANG_CACHE_DIR  kernel cache built by scripts/prebuild_decode_kernels.py [.gpu/tlcache]
+#   PYTEST_ARGS      extra pytest arguments                                [-q]
+# Every step logs to OUTDIR/<step>.log; the exit status is the number of failed steps.
+set -uo pipefail
+OUT=${1:?usage: scripts/gpu_suite.sh OUTDIR [STEP ...]}
+shift
+STEPS=${*:-tests bench-decode bench-store repro}
+mkdir -p "$OUT" /tmp/nsa-site
+SITE=/tmp/nsa-site
+tar -xJf "${TL_BUNDLE:-.gpu/tilelang-bundle-0.1.9.tar.xz}" -C "$SITE"
+[ -f "${PYDEPS:-.gpu/pydeps.tar.xz}" ] && tar -xJf "${PYDEPS:-.gpu/pydeps.tar.xz}" -C "$SITE"
+PYTHONPATH=$SITE
+if [ -n "${TL_LAYER:-}" ]; then
+  mkdir -p /tmp/nsa-layer && tar -xJf "$TL_LAYER" -C /tmp/nsa-layer
+  PYTHONPATH=/tmp/nsa-layer:$PYTHONPATH
+fi
+export PYTHONPATH PYTHONUNBUFFERED=1
+export SGLANG_TREE=${SGLANG_TREE:-build/sglang}
+export TILELANG_CACHE_DIR=${TILELANG_CACHE_DIR:-$PWD/.gpu/tlcache}
+nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv | tee "$OUT/device.txt"
+python3 -c 'import tilelang, torch, triton; print("tilelang", tilelang.__version__, "torch", torch.__version__, "triton", triton.__version__)' | tee -a "$OUT/device.txt"
+date -u +%Y-%m-%dT%H:%M:%SZ | tee -a "$OUT/device.txt"
+
+failed=0
+run() {  # run STEP CMD...: log to OUT/STEP.log, count failures
+  local step=$1; shift
+  echo "== $step: $*"
+  local start=$SECONDS
+  "$@" > "$OUT/$step.log" 2>&1
+  local rc=$?
+  echo "== $step: exit $rc after $((SECONDS - start)) s"
+  tail -n 25 "$OUT/$step.log"
+  [ $rc -eq 0 ] || failed=$((failed + 1))
+}
+for step in $STEPS; do
+  case $step in
+    tests) run tests python3 -m pytest tests/gpu ${PYTEST_ARGS:--q} -p no:cacheprovider --junitxml="$OUT/gpu-tests.xml" ;;
+    bench-decode) run bench-decode python3 scripts/bench_decode.py --out "$OUT/bench_decode.json" ;;
+    bench-store) run bench-store python3 scripts/bench_kv_store.py --out "$OUT/bench_kv_store.json" ;;
+    repro)
+      if [ -n "${BASE_TREE:-}" ]; then
+        run repro python3 scripts/repro_reduce_race.py --base-tree "$BASE_TREE" --tree "$SGLANG_TREE" --out "$OUT/repro_reduce_race.json"
+      else
+        echo "== repro: skipped (set BASE_TREE to an unpatched v0.5.9 tree)"
+      fi ;;
+    *) echo "unknown step $step"; failed=$((failed + 1)) ;;
+  esac
+done
+exit $failed

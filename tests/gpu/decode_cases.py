@@ -1,0 +1,28 @@
+"""The GPU decode test matrix, shared by the tests and by scripts/prebuild_decode_kernels.py
+(which compiles exactly these kernels ahead of time so device minutes go to running them)."""
+
+from __future__ import annotations
+
+import itertools
+
+D_V, D_TAIL, TOPK = 512, 64, 2048
+NUM_SLOTS = 8192
+SM_SCALE = 0.1352  # ~ DeepSeek-V3.2's (192^-0.5 * yarn mscale^2)
+
+TOKENS = (1, 3, 64, 65, 257)
+HEADS = (8, 16, 32, 128)
+PATTERNS = ("all", "prefix700", "one", "none", "holes")
+KV_SCALES = (1.0, 0.5, 2.0)
+
+# Every (T, H) pair runs every pattern once; the scale and the NaN-in-slot-0 poison rotate
+# through the cases so that each value meets every T and H without a full cross product.
+CASES = [
+    (t, h, p, KV_SCALES[i % len(KV_SCALES)], i % 2 == 0)
+    for i, (t, h, p) in enumerate(itertools.product(TOKENS, HEADS, PATTERNS))
+]
+# Extra head counts: 1 and a non-power of two (GQA-less ranks of odd TP layouts).
+EXTRA_HEADS = (1, 20, 64)
+
+# scripts/bench_decode.py's matrix (also pre-built by scripts/prebuild_decode_kernels.py).
+BENCH_TOKENS = (1, 8, 32, 64, 128)
+BENCH_HEADS = (16, 128)

@@ -1,0 +1,198 @@
+"""CPU checks of the FP8 decode kernel: config selection, input validation, and lowering.
+
+Lowering runs scripts/lower_decode_kernel.py in a subprocess: for sm_90 with the CPU venv's
+tilelang (0.1.9), for gfx942/gfx950 with tilelang 0.1.15 in .venv-hip (the only release that
+generates HIP source without ROCm). No GPU is needed for any of this.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from nsa_kernels import load_fp8_kernel_module, load_tilelang_kernel_module
+
+REPO = Path(__file__).resolve().parent.parent
+LOWER = REPO / "scripts" / "lower_decode_kernel.py"
+HEADS = [1, 8, 16, 32, 64, 128]
+FN, FNUZ = torch.float8_e4m3fn, torch.float8_e4m3fnuz
+
+
+@pytest.fixture(scope="module")
+def fp8k(sglang_tree):
+    return load_fp8_kernel_module(sglang_tree)
+
+
+def _select(fp8k, **overrides):
+    args = dict(
+        arch="sm_90",
+        cu_count=132,
+        num_tokens=1,
+        num_heads=16,
+        d_v=512,
+        d_tail=64,
+        topk=2048,
+        sm_scale=0.1352,
+        kv_dtype=FN,
+    )
+    args.update(overrides)
+    return fp8k.select_decode_fp8_config(**args)
+
+
+@pytest.mark.parametrize(
+    "arch, heads, want_hpb",
+    [
+        ("gfx942", 8, 16),
+        ("gfx942", 128, 32),
+        ("gfx950", 128, 64),
+        ("sm_90", 20, 32),
+        ("sm_90", 128, 64),
+        ("sm_100", 1, 16),
+    ],
+)
+def test_head_tiling_follows_arch_table(fp8k, arch, heads, want_hpb):
+    cfg = _select(fp8k, arch=arch, num_heads=heads, kv_dtype=FNUZ if arch == "gfx942" else FN)
+    assert cfg.h_per_block == want_hpb
+    assert cfg.shared_bytes() <= fp8k.arch_tuning(arch).max_shared_bytes
+
+
+def test_split_count_fills_the_device(fp8k):
+    one = _select(fp8k, num_tokens=1)
+    many = _select(fp8k, num_tokens=64)
+    huge = _select(fp8k, num_tokens=16384)
+    assert (one.inner_iter, one.num_splits) == (1, 32)  # 32 workgroups: split as far as possible
+    assert many.num_splits < one.num_splits and 64 * many.num_splits >= 132 * 2
+    assert huge.num_splits == 1  # prefill-sized T: one split, no combine
+    assert fp8k.tokens_per_launch(huge) * huge.num_heads * 512 * 2 <= fp8k.MAX_PARTIAL_BYTES
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(d_v=500), "d_v"),
+        (dict(d_tail=48), "d_tail"),
+        (dict(topk=2000), "multiple of block_I"),
+        (dict(num_heads=0), "num_heads"),
+        (dict(sm_scale=float("nan")), "sm_scale"),
+        (dict(arch="sm_80"), "sm_90"),
+        (dict(arch="gfx90a"), "bfloat16"),
+        (dict(kv_dtype=torch.float8_e5m2), "fp8_e4m3"),
+    ],
+)
+def test_unsupported_shapes_fail_before_jit(fp8k, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        _select(fp8k, **overrides)
+
+
+def test_lds_budget_is_enforced(fp8k):
+    cfg = fp8k.DecodeFP8Config(64, 512, 64, 2048, 0.1, fp8k.FP8_E4M3FNUZ, 64, 1, 64, 256)
+    with pytest.raises(ValueError, match="shared memory"):
+        fp8k.validate_decode_fp8_config(cfg, max_shared_bytes=64 * 1024)
+
+
+def test_p_scale_cannot_overflow(fp8k):
+    for fmt in (fp8k.FP8_E4M3FN, fp8k.FP8_E4M3FNUZ):
+        # P <= 1, so P * p_scale <= p_scale must stay below the format's max, exactly.
+        assert fmt.p_scale < fmt.max_finite
+        assert fmt.p_scale == 2 ** int(torch.log2(torch.tensor(fmt.p_scale)).item())
+        assert torch.tensor(fmt.p_scale).to(fmt.torch_dtype).float().item() == fmt.p_scale
+
+
+class TestDispatchValidation:
+    """tilelang_sparse_fwd's FP8 entry rejects bad input before touching a device."""
+
+    @pytest.fixture(scope="class")
+    def tk(self, sglang_tree):
+        return load_tilelang_kernel_module(sglang_tree)
+
+    def _inputs(self, tokens=2, heads=16, q_dtype=torch.bfloat16, kv_dtype=FN, width=576):
+        q = torch.zeros(tokens, heads, width, dtype=q_dtype)
+        kv = torch.zeros(32, 1, width).to(kv_dtype)
+        idx = torch.full((tokens, 1, 2048), -1, dtype=torch.int32)
+        return q, kv, idx
+
+    def test_zero_tokens_launches_nothing(self, tk):
+        q, kv, idx = self._inputs(tokens=0)
+        out = tk.tilelang_sparse_fwd(q, kv, idx, 0.1, 512)  # CPU tensors: would fail if launched
+        assert out.shape == (1, 0, 16, 512) and out.dtype == torch.bfloat16
+
+    @pytest.mark.parametrize(
+        "kwargs, message",
+        [
+            (dict(q_dtype=torch.float16), "bfloat16"),
+            (dict(width=600), "shape mismatch"),
+        ],
+    )
+    def test_bad_inputs(self, tk, kwargs, message):
+        q, kv, idx = self._inputs(**kwargs)
+        if "width" in kwargs:
+            kv = torch.zeros(32, 1, 576).to(FN)
+        with pytest.raises(ValueError, match=message):
+            tk.tilelang_sparse_fwd(q, kv, idx, 0.1, 512)
+
+    def test_int64_indices_rejected(self, tk):
+        q, kv, idx = self._inputs()
+        with pytest.raises(ValueError, match="int32"):
+            tk.tilelang_sparse_fwd(q, kv, idx.long(), 0.1, 512)
+
+    def test_scale_must_be_one_element(self, tk):
+        q, kv, idx = self._inputs(tokens=0)
+        with pytest.raises(ValueError, match="one-element"):
+            tk._check_fp8_kv_scale(torch.ones(2), "cpu")
+
+
+def _lower(python: Path, tree: Path, arch: str, heads: list[int]) -> list[dict]:
+    proc = subprocess.run(
+        [
+            str(python),
+            str(LOWER),
+            "--tree",
+            str(tree),
+            "--arch",
+            arch,
+            "--heads",
+            *map(str, heads),
+            "--d-tail",
+            "64",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert rows, f"no output from {LOWER.name} ({arch}):\n{proc.stderr[-3000:]}"
+    return rows
+
+
+def _check_rows(rows: list[dict], max_shared: int):
+    failed = [r for r in rows if not r.get("ok")]
+    assert not failed, json.dumps(failed, indent=1)
+    for r in rows:
+        assert r["fp8_matrix_instruction"], f"no FP8 matrix instruction: {r}"
+        assert r["barrier_after_shared_reductions"], f"reduction scratch race possible: {r}"
+        assert 0 < r["shared_bytes"] <= max_shared, r
+        assert r["shared_bytes"] <= r["estimated_shared_bytes"], "the Python LDS estimate is low"
+
+
+def test_lowers_for_sm90(sglang_tree):
+    rows = _lower(Path(sys.executable), sglang_tree, "sm_90", HEADS)
+    assert len(rows) == 2 * len(HEADS)
+    _check_rows(rows, 227 * 1024)
+
+
+@pytest.mark.parametrize("arch, fp8", [("gfx942", "float8_e4m3fnuz"), ("gfx950", "float8_e4m3fn")])
+def test_lowers_for_hip(sglang_tree, arch, fp8):
+    python = REPO / ".venv-hip" / "bin" / "python"
+    if not python.exists():
+        pytest.fail("no .venv-hip (tilelang with HIP codegen): run `make env-hip`")
+    rows = _lower(python, sglang_tree, arch, HEADS)
+    assert len(rows) == 2 * len(HEADS)
+    assert {r["fp8"] for r in rows} == {fp8}
+    _check_rows(rows, 64 * 1024 if arch == "gfx942" else 160 * 1024)
