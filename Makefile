@@ -37,7 +37,7 @@ lint: env ## ruff check + ruff format --check over the project (not build/)
 	$(VENV_PY) -m ruff check .
 	$(VENV_PY) -m ruff format --check .
 
-test: env apply lint ## The tests: set up .venv, apply the queue, lint, then one pytest session
+test: env env-hip apply lint ## The tests: set up .venv + .venv-hip, apply the queue, lint, then one pytest session
 	$(VENV_PY) -m pytest $(PYTEST_ARGS)
 
 $(filter-out $(CHECK_NO_ENV),$(CHECK_TARGETS)): | env
