@@ -12,6 +12,7 @@
 #   PYDEPS           pytest & co. for a host without them (.tar.xz)        [.gpu/pydeps.tar.xz]
 #   TILELANG_CACHE_DIR  kernel cache built by scripts/prebuild_decode_kernels.py [.gpu/tlcache]
 #   PYTEST_ARGS      extra pytest arguments                                [-q]
+#   BENCH_DECODE_ARGS / BENCH_STORE_ARGS  extra benchmark arguments (e.g. --variants, --sweep)
 # Every step logs to OUTDIR/<step>.log; the exit status is the number of failed steps.
 set -uo pipefail
 OUT=${1:?usage: scripts/gpu_suite.sh OUTDIR [STEP ...]}
@@ -47,8 +48,8 @@ run() {  # run STEP CMD...: log to OUT/STEP.log, count failures
 for step in $STEPS; do
   case $step in
     tests) run tests python3 -m pytest tests/gpu ${PYTEST_ARGS:--q} -p no:cacheprovider --junitxml="$OUT/gpu-tests.xml" ;;
-    bench-decode) run bench-decode python3 scripts/bench_decode.py --out "$OUT/bench_decode.json" ;;
-    bench-store) run bench-store python3 scripts/bench_kv_store.py --out "$OUT/bench_kv_store.json" ;;
+    bench-decode) run bench-decode python3 scripts/bench_decode.py --out "$OUT/bench_decode.json" ${BENCH_DECODE_ARGS:-} ;;
+    bench-store) run bench-store python3 scripts/bench_kv_store.py --out "$OUT/bench_kv_store.json" ${BENCH_STORE_ARGS:-} ;;
     repro)
       if [ -n "${BASE_TREE:-}" ]; then
         run repro python3 scripts/repro_reduce_race.py --base-tree "$BASE_TREE" --tree "$SGLANG_TREE" --out "$OUT/repro_reduce_race.json"
