@@ -1,0 +1,73 @@
+"""One call of each decode kernel, for a profiler (Nsight Compute) to look at.
+
+    ncu --section SpeedOfLight --section WarpStateStats --section Occupancy \\
+        python scripts/profile_decode.py --tokens 32 --heads 16
+
+Runs v0.5.9's bf16 decode partial kernel and the FP8 partial kernel in each GEMM mode once
+(after a warm-up call each) on the benchmark's data; prints nothing of its own but the shapes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "gpu")]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--tree", default=os.environ.get("SGLANG_TREE", str(REPO / "build/sglang")))
+    ap.add_argument("--tokens", type=int, default=32)
+    ap.add_argument("--heads", type=int, default=16)
+    ap.add_argument("--modes", nargs="*", default=["bf16", "fp8"])
+    args = ap.parse_args()
+
+    import torch
+    from decode_cases import D_TAIL, D_V, SM_SCALE, TOPK
+    from nsa_kernels import compile_bf16_decode, load_tilelang_kernel_module
+
+    tk = load_tilelang_kernel_module(Path(args.tree))
+    fp8k = sys.modules["sglang.srt.layers.attention.nsa.tilelang_fp8_kernel"]
+    arch, cu = fp8k.device_arch()
+    target = fp8k.compile_target(arch)
+    t, h, slots = args.tokens, args.heads, 1 << 20
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    kv = torch.randn(slots, 1, D_V + D_TAIL, device="cuda", generator=gen).bfloat16()
+    kv8 = kv.float().to(torch.float8_e4m3fn)
+    q = torch.randn(t, h, D_V + D_TAIL, device="cuda", generator=gen).bfloat16()
+    idx = torch.randint(0, slots, (1, t, 1, TOPK), device="cuda", dtype=torch.int32, generator=gen)
+    scale = torch.ones(1, device="cuda")
+    partial, _ = compile_bf16_decode(tk, h, D_V, D_TAIL, TOPK, SM_SCALE, target)
+    calls = {"bf16-kernel": lambda: partial(q.unsqueeze(0), kv.unsqueeze(0), idx)}
+    for mode in args.modes:
+        cfg = fp8k.select_decode_fp8_config(
+            arch=arch,
+            cu_count=cu,
+            num_tokens=t,
+            num_heads=h,
+            d_v=D_V,
+            d_tail=D_TAIL,
+            topk=TOPK,
+            sm_scale=SM_SCALE,
+            kv_dtype=torch.float8_e4m3fn,
+            mma_dtype=mode,
+        )
+        kernel = fp8k.build_sparse_mla_decode_partial_fp8(cfg, target)
+        calls[f"fp8-{mode}-inner{cfg.inner_iter}"] = lambda k=kernel: k(
+            q.unsqueeze(0), kv8.unsqueeze(0), idx, scale
+        )
+    for name, call in calls.items():
+        call()
+        torch.cuda.synchronize()
+        print(f"profiling {name} T={t} H={h}", flush=True)
+        call()
+        torch.cuda.synchronize()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
