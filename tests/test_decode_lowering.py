@@ -45,19 +45,20 @@ def _select(fp8k, **overrides):
 
 
 @pytest.mark.parametrize(
-    "arch, heads, want_hpb",
+    "arch, heads, want_hpb, want_mma",
     [
-        ("gfx942", 8, 16),
-        ("gfx942", 128, 32),
-        ("gfx950", 128, 64),
-        ("sm_90", 20, 32),
-        ("sm_90", 128, 64),
-        ("sm_100", 1, 16),
+        ("gfx942", 8, 16, "fp8"),
+        ("gfx942", 128, 32, "fp8"),
+        ("gfx950", 128, 64, "fp8"),
+        ("sm_90", 20, 32, "bf16"),
+        ("sm_90", 128, 64, "fp8"),
+        ("sm_100", 1, 16, "bf16"),
     ],
 )
-def test_head_tiling_follows_arch_table(fp8k, arch, heads, want_hpb):
+def test_head_tiling_follows_arch_table(fp8k, arch, heads, want_hpb, want_mma):
     cfg = _select(fp8k, arch=arch, num_heads=heads, kv_dtype=FNUZ if arch == "gfx942" else FN)
     assert cfg.h_per_block == want_hpb
+    assert cfg.mma_dtype == want_mma
     assert cfg.shared_bytes() <= fp8k.arch_tuning(arch).max_shared_bytes
 
 
