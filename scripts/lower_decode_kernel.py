@@ -47,7 +47,7 @@ def barrier_after_shared_reductions(source: str) -> bool:
     return True
 
 
-def lower_one(tree: Path, arch: str, heads: int, d_tail: int, topk: int) -> dict:
+def lower_one(tree: Path, arch: str, heads: int, d_tail: int, topk: int, mma: str | None):
     import tilelang
     import torch
     from nsa_kernels import load_fp8_kernel_module
@@ -65,8 +65,10 @@ def lower_one(tree: Path, arch: str, heads: int, d_tail: int, topk: int) -> dict
         topk=topk,
         sm_scale=0.1352,
         kv_dtype=kv_dtype,
+        mma_dtype=mma,
     )
     result = dict(
+        mma_dtype=cfg.mma_dtype,
         arch=arch,
         heads=heads,
         d_tail=d_tail,
@@ -105,13 +107,22 @@ def main() -> int:
     ap.add_argument("--heads", type=int, nargs="+", default=[1, 8, 16, 32, 64, 128])
     ap.add_argument("--d-tail", type=int, nargs="+", default=[64, 0])
     ap.add_argument("--topk", type=int, default=2048)
+    ap.add_argument(
+        "--mma",
+        choices=["auto", "fp8", "bf16"],
+        default="auto",
+        help="GEMM type (auto: the arch table's choice)",
+    )
     ap.add_argument("--source-dir", help="also write each kernel's device source here")
     args = ap.parse_args()
     failures = 0
     for heads in args.heads:
         for d_tail in args.d_tail:
             try:
-                result, source = lower_one(Path(args.tree), args.arch, heads, d_tail, args.topk)
+                mma = None if args.mma == "auto" else args.mma
+                result, source = lower_one(
+                    Path(args.tree), args.arch, heads, d_tail, args.topk, mma
+                )
                 if args.source_dir:
                     out = Path(args.source_dir) / f"{args.arch}_H{heads}_T{d_tail}.txt"
                     out.parent.mkdir(parents=True, exist_ok=True)

@@ -104,12 +104,13 @@ def test_p_scale_cannot_overflow(fp8k):
         assert torch.tensor(fmt.p_scale).to(fmt.torch_dtype).float().item() == fmt.p_scale
 
 
+@pytest.fixture(scope="module")
+def tk(sglang_tree):
+    return load_tilelang_kernel_module(sglang_tree)
+
+
 class TestDispatchValidation:
     """tilelang_sparse_fwd's FP8 entry rejects bad input before touching a device."""
-
-    @pytest.fixture(scope="class")
-    def tk(self, sglang_tree):
-        return load_tilelang_kernel_module(sglang_tree)
 
     def _inputs(self, tokens=2, heads=16, q_dtype=torch.bfloat16, kv_dtype=FN, width=576):
         q = torch.zeros(tokens, heads, width, dtype=q_dtype)
@@ -147,7 +148,16 @@ class TestDispatchValidation:
             tk._check_fp8_kv_scale(torch.ones(2), "cpu")
 
 
-def _lower(python: Path, tree: Path, arch: str, heads: list[int]) -> list[dict]:
+def _clean_env() -> dict[str, str]:
+    """os.environ minus what `import tilelang` in this process exported (its own library and
+    source paths): the subprocess may run another tilelang release."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TVM_", "TL_"))}
+    env.pop("PYTHONPATH", None)
+    env["PYTHONWARNINGS"] = "ignore"
+    return env
+
+
+def _lower(python: Path, tree: Path, arch: str, heads: list[int], mma="auto") -> list[dict]:
     proc = subprocess.run(
         [
             str(python),
@@ -161,11 +171,13 @@ def _lower(python: Path, tree: Path, arch: str, heads: list[int]) -> list[dict]:
             "--d-tail",
             "64",
             "0",
+            "--mma",
+            mma,
         ],
         capture_output=True,
         text=True,
         timeout=900,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        env=_clean_env(),
     )
     rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     assert rows, f"no output from {LOWER.name} ({arch}):\n{proc.stderr[-3000:]}"
@@ -176,15 +188,19 @@ def _check_rows(rows: list[dict], max_shared: int):
     failed = [r for r in rows if not r.get("ok")]
     assert not failed, json.dumps(failed, indent=1)
     for r in rows:
-        assert r["fp8_matrix_instruction"], f"no FP8 matrix instruction: {r}"
+        # FP8 GEMMs must really be FP8 matrix instructions; bf16 GEMMs must not be.
+        want_fp8 = r["mma_dtype"] == "fp8"
+        assert r["fp8_matrix_instruction"] == want_fp8, f"GEMM instruction type: {r}"
         assert r["barrier_after_shared_reductions"], f"reduction scratch race possible: {r}"
         assert 0 < r["shared_bytes"] <= max_shared, r
         assert r["shared_bytes"] <= r["estimated_shared_bytes"], "the Python LDS estimate is low"
 
 
-def test_lowers_for_sm90(sglang_tree):
-    rows = _lower(Path(sys.executable), sglang_tree, "sm_90", HEADS)
-    assert len(rows) == 2 * len(HEADS)
+@pytest.mark.parametrize("mma, heads", [("fp8", HEADS), ("bf16", [1, 16, 128])])
+def test_lowers_for_sm90(sglang_tree, mma, heads):
+    rows = _lower(Path(sys.executable), sglang_tree, "sm_90", heads, mma)
+    assert len(rows) == 2 * len(heads)
+    assert {r["mma_dtype"] for r in rows} == {mma}
     _check_rows(rows, 227 * 1024)
 
 
@@ -195,5 +211,5 @@ def test_lowers_for_hip(sglang_tree, arch, fp8):
         pytest.fail("no .venv-hip (tilelang with HIP codegen): run `make env-hip`")
     rows = _lower(python, sglang_tree, arch, HEADS)
     assert len(rows) == 2 * len(HEADS)
-    assert {r["fp8"] for r in rows} == {fp8}
     _check_rows(rows, 64 * 1024 if arch == "gfx942" else 160 * 1024)
+    assert {r["fp8"] for r in rows} == {fp8}
