@@ -11,7 +11,8 @@
 #   TL_LAYER         a tilelang-only bundle put in front (another version) [unset]
 #   PYDEPS           pytest & co. for a host without them (.tar.xz)        [.gpu/pydeps.tar.xz]
 #   TILELANG_CACHE_DIR  kernel cache built by scripts/prebuild_decode_kernels.py [.gpu/tlcache]
-#   PYTEST_ARGS      extra pytest arguments                                [-q]
+#   PYTEST_ARGS      extra pytest arguments (split on spaces)              [-q]
+#   PYTEST_K         a pytest -k expression (kept as one argument)         [unset]
 #   BENCH_DECODE_ARGS / BENCH_STORE_ARGS  extra benchmark arguments (e.g. --variants, --sweep)
 # Every step logs to OUTDIR/<step>.log; the exit status is the number of failed steps.
 set -uo pipefail
@@ -26,6 +27,8 @@ PYTHONPATH=$SITE
 if [ -n "${TL_LAYER:-}" ]; then
   mkdir -p /tmp/nsa-layer && tar -xJf "$TL_LAYER" -C /tmp/nsa-layer
   PYTHONPATH=/tmp/nsa-layer:$PYTHONPATH
+  # an older tilelang loads libz3 through the dynamic linker instead of preloading it
+  export LD_LIBRARY_PATH=$SITE/z3/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 fi
 export PYTHONPATH PYTHONUNBUFFERED=1
 export SGLANG_TREE=${SGLANG_TREE:-build/sglang}
@@ -47,7 +50,7 @@ run() {  # run STEP CMD...: log to OUT/STEP.log, count failures
 }
 for step in $STEPS; do
   case $step in
-    tests) run tests python3 -m pytest tests/gpu ${PYTEST_ARGS:--q} -p no:cacheprovider --junitxml="$OUT/gpu-tests.xml" ;;
+    tests) run tests python3 -m pytest tests/gpu ${PYTEST_ARGS:--q} ${PYTEST_K:+-k "$PYTEST_K"} -p no:cacheprovider --junitxml="$OUT/gpu-tests.xml" ;;
     bench-decode) run bench-decode python3 scripts/bench_decode.py --out "$OUT/bench_decode.json" ${BENCH_DECODE_ARGS:-} ;;
     bench-store) run bench-store python3 scripts/bench_kv_store.py --out "$OUT/bench_kv_store.json" ${BENCH_STORE_ARGS:-} ;;
     repro)
