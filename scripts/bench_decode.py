@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "gpu")]
 
-from decode_cases import BENCH_HEADS, BENCH_TOKENS, D_TAIL, D_V, TOPK  # noqa: E402 (path above)
+from decode_cases import BENCH_HEADS, BENCH_TOKENS, D_TAIL, D_V, TOPK, decode_config  # noqa: E402
 
 POOL_SLOTS = 1 << 20
 SM_SCALE = 0.1352
@@ -151,16 +151,12 @@ def main() -> int:
             ]
             kernels = []  # (name, call, KV bytes per element, head blocks, splits, config)
             for name, overrides in variants:
-                cfg = fp8k.select_decode_fp8_config(
+                cfg = decode_config(
+                    fp8k,
                     arch=arch,
                     cu_count=cu,
                     num_tokens=num_tokens,
                     num_heads=num_heads,
-                    d_v=D_V,
-                    d_tail=D_TAIL,
-                    topk=TOPK,
-                    sm_scale=SM_SCALE,
-                    kv_dtype=torch.float8_e4m3fn,
                     **overrides,
                 )
 

@@ -56,22 +56,17 @@ def _build(job):
     if job[0] == "bf16":
         return _build_bf16(job)
     tree, arch, cu, num_tokens, num_heads, mma, blocks_per_cu = job
-    import torch
-    from decode_cases import D_TAIL, D_V, SM_SCALE, TOPK
+    from decode_cases import decode_config
     from nsa_kernels import load_tilelang_kernel_module
 
     tk = load_tilelang_kernel_module(Path(tree))
     fp8k = sys.modules["sglang.srt.layers.attention.nsa.tilelang_fp8_kernel"]
-    cfg = fp8k.select_decode_fp8_config(
+    cfg = decode_config(
+        fp8k,
         arch=arch,
         cu_count=cu,
         num_tokens=num_tokens,
         num_heads=num_heads,
-        d_v=D_V,
-        d_tail=D_TAIL,
-        topk=TOPK,
-        sm_scale=SM_SCALE,
-        kv_dtype=torch.float8_e4m3fn,
         mma_dtype=mma,
         blocks_per_cu=blocks_per_cu,
     )
@@ -80,7 +75,7 @@ def _build(job):
     try:
         fp8k.build_sparse_mla_decode_partial_fp8(cfg, target)
         if cfg.num_splits > 1:
-            tk._fp8_combine_kernel(num_heads, D_V, cfg.num_splits, cfg.block_I, target)
+            tk._fp8_combine_kernel(num_heads, cfg.d_v, cfg.num_splits, cfg.block_I, target)
     except Exception as exc:  # TVM errors do not pickle across the process pool
         return (num_heads, cfg.inner_iter, cfg.num_splits, f"FAILED: {str(exc)[-800:]}")
     return (num_heads, cfg.inner_iter, cfg.num_splits, f"{time.time() - start:.1f}s")
@@ -105,8 +100,7 @@ def main() -> int:
         print("set TILELANG_CACHE_DIR to the cache folder to fill", file=sys.stderr)
         return 2
     # One job per distinct kernel: shapes that resolve to the same config share a compile.
-    import torch
-    from decode_cases import D_TAIL, D_V, SM_SCALE, TOPK
+    from decode_cases import decode_config
     from nsa_kernels import load_fp8_kernel_module
 
     fp8k = load_fp8_kernel_module(Path(args.tree))
@@ -116,16 +110,12 @@ def main() -> int:
         mma = None if mma == "default" else mma
         bpc = int(bpc) if bpc else None
         for t, h in sorted(wanted_shapes()):
-            cfg = fp8k.select_decode_fp8_config(
+            cfg = decode_config(
+                fp8k,
                 arch=args.arch,
                 cu_count=args.cu,
                 num_tokens=t,
                 num_heads=h,
-                d_v=D_V,
-                d_tail=D_TAIL,
-                topk=TOPK,
-                sm_scale=SM_SCALE,
-                kv_dtype=torch.float8_e4m3fn,
                 mma_dtype=mma,
                 blocks_per_cu=bpc,
             )

@@ -27,7 +27,7 @@ def main() -> int:
     args = ap.parse_args()
 
     import torch
-    from decode_cases import D_TAIL, D_V, SM_SCALE, TOPK
+    from decode_cases import D_TAIL, D_V, SM_SCALE, TOPK, decode_config
     from nsa_kernels import compile_bf16_decode, load_tilelang_kernel_module
 
     tk = load_tilelang_kernel_module(Path(args.tree))
@@ -44,18 +44,7 @@ def main() -> int:
     partial, _ = compile_bf16_decode(tk, h, D_V, D_TAIL, TOPK, SM_SCALE, target)
     calls = {"bf16-kernel": lambda: partial(q.unsqueeze(0), kv.unsqueeze(0), idx)}
     for mode in args.modes:
-        cfg = fp8k.select_decode_fp8_config(
-            arch=arch,
-            cu_count=cu,
-            num_tokens=t,
-            num_heads=h,
-            d_v=D_V,
-            d_tail=D_TAIL,
-            topk=TOPK,
-            sm_scale=SM_SCALE,
-            kv_dtype=torch.float8_e4m3fn,
-            mma_dtype=mode,
-        )
+        cfg = decode_config(fp8k, arch=arch, cu_count=cu, num_tokens=t, num_heads=h, mma_dtype=mode)
         kernel = fp8k.build_sparse_mla_decode_partial_fp8(cfg, target)
         calls[f"fp8-{mode}-inner{cfg.inner_iter}"] = lambda k=kernel: k(
             q.unsqueeze(0), kv8.unsqueeze(0), idx, scale

@@ -26,3 +26,22 @@ EXTRA_HEADS = (1, 20, 64)
 # scripts/bench_decode.py's matrix (also pre-built by scripts/prebuild_decode_kernels.py).
 BENCH_TOKENS = (1, 8, 32, 64, 128)
 BENCH_HEADS = (16, 128)
+
+
+def decode_config(fp8k, *, arch: str, cu_count: int, num_tokens: int, num_heads: int, **overrides):
+    """The dispatcher's config for this matrix's shapes (DeepSeek-V3.2 dims, e4m3fn KV);
+    `overrides` are select_decode_fp8_config's mma_dtype / blocks_per_cu."""
+    import torch
+
+    return fp8k.select_decode_fp8_config(
+        arch=arch,
+        cu_count=cu_count,
+        num_tokens=num_tokens,
+        num_heads=num_heads,
+        d_v=D_V,
+        d_tail=D_TAIL,
+        topk=TOPK,
+        sm_scale=SM_SCALE,
+        kv_dtype=torch.float8_e4m3fn,
+        **overrides,
+    )
