@@ -103,24 +103,31 @@ def _refuse_busy(cfg: QueueConfig, force: bool) -> None:
         )
 
 
+def failed_hunk_problem(info: PatchInfo, git_stderr: str, advice: str) -> Problem | None:
+    """The hunk named by git's "error: patch failed: FILE:LINE", as a problem, or None."""
+    m = re.search(r"error: patch failed: (.+):(\d+)", git_stderr)
+    if not m:
+        return None
+    path, line = m.group(1), int(m.group(2))
+    _, hunk = info.hunk_at(path, line)
+    where = f"hunk #{hunk.index} {hunk.header}" if hunk else f"the hunk at line {line}"
+    return Problem(
+        "does-not-apply",
+        f"{where} does not apply to {path}: {advice} (no fuzz, no 3-way)",
+        patch=info.name,
+        file=path,
+        line=line,
+        hunk=hunk.index if hunk else None,
+    )
+
+
 def diagnose(cfg: QueueConfig, info: PatchInfo, am_output: str) -> Problem:
     """Name the file and hunk that stopped git am (git apply -v at the current HEAD)."""
     check = git(cfg.tree, "apply", "--check", "-v", str(info.path), check=False)
     text = check.stderr + "\n" + am_output
-    m = re.search(r"error: patch failed: (.+):(\d+)", text)
-    if m:
-        path, line = m.group(1), int(m.group(2))
-        _, hunk = info.hunk_at(path, line)
-        where = f"hunk #{hunk.index} {hunk.header}" if hunk else f"the hunk at line {line}"
-        return Problem(
-            "does-not-apply",
-            f"{where} does not apply to {path}: its context lines are not in the tree "
-            "(no fuzz, no 3-way)",
-            patch=info.name,
-            file=path,
-            line=line,
-            hunk=hunk.index if hunk else None,
-        )
+    failed = failed_hunk_problem(info, text, "its context lines are not in the tree")
+    if failed:
+        return failed
     m = re.search(
         r"error: (.+?): (does not exist in index|already exists in (?:index|working directory)"
         r"|No such file or directory)",

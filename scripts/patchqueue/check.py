@@ -8,7 +8,7 @@ import re
 import tempfile
 from pathlib import Path
 
-from scripts.patchqueue.apply import AM_ARGS, QueueError, require_base
+from scripts.patchqueue.apply import AM_ARGS, QueueError, failed_hunk_problem, require_base
 from scripts.patchqueue.config import QueueConfig
 from scripts.patchqueue.gitutil import git
 from scripts.patchqueue.patchfile import PatchInfo, lint_header, read_patch
@@ -18,7 +18,6 @@ from scripts.patchqueue.series import lint_series
 OFFSET = re.compile(
     r"Checking patch (.+?)\.\.\.|Hunk #(\d+) succeeded at (\d+) (?:\(offset (-?\d+) lines?\))?"
 )
-FAILED = re.compile(r"error: patch failed: (.+):(\d+)")
 WHITESPACE = re.compile(
     r"^[^:\n]*:(\d+): (trailing whitespace|space before tab in indent|new blank line at EOF"
     r"|indent with spaces)\.?",
@@ -73,20 +72,13 @@ def offsets(info: PatchInfo, verbose: str) -> list[Problem]:
 
 
 def apply_problem(info: PatchInfo, stderr: str) -> Problem:
-    m = FAILED.search(stderr)
-    if m:
-        path, line = m.group(1), int(m.group(2))
-        _, hunk = info.hunk_at(path, line)
-        where = f"hunk #{hunk.index} {hunk.header}" if hunk else f"the hunk at line {line}"
-        return Problem(
-            "does-not-apply",
-            f"{where} does not apply: its context is not in the tree (no fuzz allowed); "
-            "rebase the patch in build/sglang and `make refresh`",
-            patch=info.name,
-            file=path,
-            line=line,
-            hunk=hunk.index if hunk else None,
-        )
+    failed = failed_hunk_problem(
+        info,
+        stderr,
+        "its context is not in the tree; rebase the patch in build/sglang and `make refresh`",
+    )
+    if failed:
+        return failed
     errs = [ln[7:] for ln in stderr.splitlines() if ln.startswith("error: ")]
     return Problem("does-not-apply", "; ".join(errs) or stderr.strip(), patch=info.name)
 
