@@ -74,6 +74,12 @@ def graph_time(torch, calls, repeats: int) -> float:
     return statistics.median(time_calls(torch, graph.replay, repeats)) / len(calls)
 
 
+BASELINE_NAMES = {
+    "bf16": "decode partial + combine, the gfx950 decode path",
+    "bf16-v2": "CUDA kernel sparse_attention_fwd_kernel_v2",
+}
+
+
 def parse_variant(text: str) -> tuple[str, dict]:
     """'default' (the arch table), or 'fp8'/'bf16' GEMMs with an optional ':blocks_per_cu'."""
     mma, _, bpc = text.partition(":")
@@ -105,6 +111,11 @@ def main() -> int:
         default=["default"],
         help="FP8 kernel variants, GEMM type[:blocks_per_cu]: default, fp8, bf16:2, ...",
     )
+    ap.add_argument(
+        "--with-v2",
+        action="store_true",
+        help="also time v0.5.9's CUDA bf16 kernel (sparse_attention_fwd_kernel_v2; tilelang 0.1.8)",
+    )
     args = ap.parse_args()
 
     import torch
@@ -132,6 +143,12 @@ def main() -> int:
     for num_heads in args.heads:
         bf16_partial, bf16_combine = compile_bf16_decode(
             tk, num_heads, D_V, D_TAIL, TOPK, SM_SCALE, target
+        )
+        # v0.5.9's CUDA kernel (warp-specialised, non-split); it needs tilelang 0.1.8.
+        v2 = (
+            tk.sparse_attention_fwd_kernel_v2(num_heads, D_V, D_TAIL, TOPK, sm_scale=SM_SCALE)
+            if args.with_v2
+            else None
         )
         for num_tokens in args.tokens:
             q = torch.randn(num_tokens, num_heads, D_V + D_TAIL, device="cuda", generator=gen)
@@ -173,6 +190,12 @@ def main() -> int:
 
             bf16_hblocks = num_heads // 64 if num_heads > 64 else 1
             kernels.append(("bf16", bf16_call, 2, bf16_hblocks, TOPK // 64, None))
+            if v2 is not None:
+
+                def v2_call(idx, q=q):
+                    return v2(q.unsqueeze(0), kv_bf16.unsqueeze(0), idx.unsqueeze(0))
+
+                kernels.append(("bf16-v2", v2_call, 2, bf16_hblocks, 1, None))
             for name, call, itemsize, hblocks, splits, cfg in kernels:
                 plain = statistics.median(
                     time_calls(torch, lambda c=call: c(index_sets[0]), args.repeats)
@@ -205,8 +228,9 @@ def main() -> int:
                 )
 
     by_key = {(r["kernel"], r["H"], r["T"]): r for r in rows}
-    for name, _ in variants:
-        print(f"\n{name} vs the bf16 kernel (v0.5.9 decode partial + combine), graph replay:")
+    baselines = ["bf16"] + (["bf16-v2"] if args.with_v2 else [])
+    for (name, _), base in [(v, b) for v in variants for b in baselines]:
+        print(f"\n{name} vs {base} (v0.5.9's {BASELINE_NAMES[base]}), graph replay:")
         print(
             "| H | T | bf16 µs | FP8 µs | speed-up | FP8 GB/s | FP8 % of copy | "
             "bf16 plain µs | FP8 plain µs |"
@@ -215,7 +239,7 @@ def main() -> int:
         for num_heads in args.heads:
             for num_tokens in args.tokens:
                 f = by_key[(name, num_heads, num_tokens)]
-                b = by_key[("bf16", num_heads, num_tokens)]
+                b = by_key[(base, num_heads, num_tokens)]
                 print(
                     f"| {num_heads} | {num_tokens} | {b['graph_us']:.1f} | {f['graph_us']:.1f} | "
                     f"{b['graph_us'] / f['graph_us']:.2f}× | {f['graph_GBps']:.0f} | "
