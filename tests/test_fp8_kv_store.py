@@ -25,17 +25,25 @@ from pathlib import Path
 
 import pytest
 import torch
+from kv_store_oracle import (
+    FN,
+    FNUZ,
+    FORMATS,
+    MAX,
+    NOPE,
+    POISON,
+    ROPE,
+    ROW,
+    as_rows,
+    assert_same_bytes,
+    reference,
+    run_store,
+)
 from sglang_loader import install_stub, load_tree_module
 
-FN, FNUZ = torch.float8_e4m3fn, torch.float8_e4m3fnuz
-FORMATS = [pytest.param(FN, id="e4m3fn"), pytest.param(FNUZ, id="e4m3fnuz")]
 SCALES = [1.0, 0.5, 2.0, 1 / 224]
-# Independent of the module's table: the formats' largest finite values.
-MAX = {FN: 448.0, FNUZ: 240.0}
 # Smallest subnormal: 2^(1 - bias - 3 mantissa bits).
 MIN_SUBNORMAL = {FN: 2.0**-9, FNUZ: 2.0**-10}
-NOPE, ROPE, ROW = 512, 64, 576
-POISON = 0xA5
 
 # numpy's warnings from inside the interpreter for NaN/inf inputs, which these tests feed on purpose
 pytestmark = [
@@ -77,57 +85,6 @@ def store(sglang_tree: Path, triton_interpreter: None) -> types.ModuleType:
         "process started with TRITON_INTERPRET=1"
     )
     return mod
-
-
-def reference(x: torch.Tensor, k_scale: float | None, fmt: torch.dtype) -> torch.Tensor:
-    inv = torch.tensor(1.0 if k_scale is None else 1.0 / k_scale, dtype=torch.float32)
-    y = x.float() * inv
-    code = y.clamp(-MAX[fmt], MAX[fmt]).to(fmt).view(torch.uint8)
-    # Our NaN is sign-less (fn 0x7F): GPUs drop a NaN's sign in the multiply anyway.
-    return torch.where(y.isnan(), 0x7F if fmt == torch.float8_e4m3fn else 0x80, code).to(
-        torch.uint8
-    )
-
-
-def run_store(
-    store: types.ModuleType,
-    rows: torch.Tensor,
-    fmt: torch.dtype,
-    k_scale: float | None = 1.0,
-    *,
-    launch_config: tuple[int, int] | None = None,
-) -> torch.Tensor:
-    """Store rows [T, 576] at slots 1..T of a poisoned pool; return the T stored rows."""
-    t = rows.shape[0]
-    buf = torch.full((t + 2, 1, rows.shape[1]), POISON, dtype=torch.uint8)
-    loc = torch.arange(1, t + 1, dtype=torch.int64)
-    store.store_mla_kv_fp8_raw(
-        buf,
-        loc,
-        rows[:, None, :NOPE],
-        rows[:, None, NOPE:],
-        k_scale=k_scale,
-        fp8_dtype=fmt,
-        launch_config=launch_config,
-    )
-    assert (buf[0] == POISON).all() and (buf[t + 1] == POISON).all()
-    return buf[1 : t + 1, 0]
-
-
-def as_rows(values: torch.Tensor) -> torch.Tensor:
-    """Pad a flat tensor with zeros to whole 576-element rows."""
-    pad = (-values.numel()) % ROW
-    return torch.cat([values.flatten(), values.new_zeros(pad)]).view(-1, ROW)
-
-
-def assert_same_bytes(got: torch.Tensor, want: torch.Tensor, x: torch.Tensor) -> None:
-    bad = got != want
-    if bad.any():
-        i = bad.nonzero()[0].tolist()
-        pytest.fail(
-            f"{int(bad.sum())} bytes differ; first at {i}: input {x[tuple(i)].item()!r} "
-            f"stored {got[tuple(i)].item():#04x}, torch gives {want[tuple(i)].item():#04x}"
-        )
 
 
 def test_module_constants_match_torch(store):

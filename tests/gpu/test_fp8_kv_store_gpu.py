@@ -24,15 +24,26 @@ if not torch.cuda.is_available():
     )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from kv_store_oracle import (  # noqa: E402
+    FN,
+    FORMATS,
+    NOPE,
+    POISON,
+    ROPE,
+    ROW,
+    as_rows,
+    assert_same_bytes,
+    reference,
+)
+from kv_store_oracle import run_store as _run_store  # noqa: E402
 from sglang_loader import load_tree_module  # noqa: E402
 
-FN, FNUZ = torch.float8_e4m3fn, torch.float8_e4m3fnuz
-FORMATS = [pytest.param(FN, id="e4m3fn"), pytest.param(FNUZ, id="e4m3fnuz")]
 SCALES = [1.0, 0.5, 2.0, 1 / 224]
-MAX = {FN: 448.0, FNUZ: 240.0}
-NOPE, ROPE, ROW = 512, 64, 576
-POISON = 0xA5
 DEV = "cuda"
+
+
+def run_store(store, rows, fmt, k_scale, launch_config=None) -> torch.Tensor:
+    return _run_store(store, rows, fmt, k_scale, launch_config=launch_config, device=DEV)
 
 
 @pytest.fixture(scope="module")
@@ -43,51 +54,6 @@ def store(sglang_tree: Path) -> types.ModuleType:
     finally:
         if old is not None:
             os.environ["TRITON_INTERPRET"] = old
-
-
-def reference(x: torch.Tensor, k_scale: float | None, fmt: torch.dtype) -> torch.Tensor:
-    """Expected bytes, computed on the CPU (torch's CUDA build may lack fnuz casts)."""
-    inv = torch.tensor(1.0 if k_scale is None else 1.0 / k_scale, dtype=torch.float32)
-    y = x.cpu().float() * inv
-    code = y.clamp(-MAX[fmt], MAX[fmt]).to(fmt).view(torch.uint8)
-    # Our NaN is sign-less (fn 0x7F): GPUs drop a NaN's sign in the multiply anyway.
-    return torch.where(y.isnan(), 0x7F if fmt == torch.float8_e4m3fn else 0x80, code).to(
-        torch.uint8
-    )
-
-
-def as_rows(values: torch.Tensor) -> torch.Tensor:
-    pad = (-values.numel()) % ROW
-    return torch.cat([values.flatten(), values.new_zeros(pad)]).view(-1, ROW)
-
-
-def run_store(store, rows, fmt, k_scale, launch_config=None) -> torch.Tensor:
-    t = rows.shape[0]
-    rows = rows.to(DEV)
-    buf = torch.full((t + 2, 1, ROW), POISON, dtype=torch.uint8, device=DEV)
-    loc = torch.arange(1, t + 1, device=DEV)
-    store.store_mla_kv_fp8_raw(
-        buf,
-        loc,
-        rows[:, None, :NOPE],
-        rows[:, None, NOPE:],
-        k_scale=k_scale,
-        fp8_dtype=fmt,
-        launch_config=launch_config,
-    )
-    buf = buf.cpu()
-    assert (buf[0] == POISON).all() and (buf[t + 1] == POISON).all()
-    return buf[1 : t + 1, 0]
-
-
-def assert_same_bytes(got: torch.Tensor, want: torch.Tensor, x: torch.Tensor) -> None:
-    bad = got != want
-    if bad.any():
-        i = tuple(bad.nonzero()[0].tolist())
-        pytest.fail(
-            f"{int(bad.sum())} bytes differ; first at {i}: input {x.cpu()[i].item()!r} "
-            f"stored {got[i].item():#04x}, torch gives {want[i].item():#04x}"
-        )
 
 
 def all_16bit(dtype: torch.dtype) -> torch.Tensor:
