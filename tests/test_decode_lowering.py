@@ -1,6 +1,6 @@
 """CPU checks of the FP8 decode kernel: config selection, input validation, and lowering.
 
-Lowering runs scripts/lower_decode_kernel.py in a subprocess: for sm_90 with the CPU venv's
+Lowering runs scripts/kerneltools/lower.py in a subprocess: for sm_90 with the CPU venv's
 tilelang (0.1.9), for gfx942/gfx950 with tilelang 0.1.15 in .venv-hip (the only release that
 generates HIP source without ROCm). No GPU is needed for any of this.
 """
@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from nsa_kernels import load_fp8_kernel_module, load_tilelang_kernel_module
+
+from scripts.kerneltools.kernels import load_fp8_kernel_module, load_tilelang_kernel_module
 
 REPO = Path(__file__).resolve().parent.parent
-LOWER = REPO / "scripts" / "lower_decode_kernel.py"
+LOWER = "scripts.kerneltools.lower"
 HEADS = [1, 8, 16, 32, 64, 128]
 FN, FNUZ = torch.float8_e4m3fn, torch.float8_e4m3fnuz
 
@@ -161,7 +162,8 @@ def _lower(python: Path, tree: Path, arch: str, heads: list[int], mma="auto") ->
     proc = subprocess.run(
         [
             str(python),
-            str(LOWER),
+            "-m",
+            LOWER,
             "--tree",
             str(tree),
             "--arch",
@@ -178,9 +180,10 @@ def _lower(python: Path, tree: Path, arch: str, heads: list[int], mma="auto") ->
         text=True,
         timeout=900,
         env=_clean_env(),
+        cwd=REPO,
     )
     rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-    assert rows, f"no output from {LOWER.name} ({arch}):\n{proc.stderr[-3000:]}"
+    assert rows, f"no output from {LOWER} ({arch}):\n{proc.stderr[-3000:]}"
     return rows
 
 

@@ -6,7 +6,8 @@ import math
 
 import pytest
 import torch
-from decode_reference import (
+
+from scripts.kerneltools.reference import (
     combine_partials,
     quantize_kv,
     quantize_q_per_head,

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from kv_store_oracle import (
+
+from scripts.kerneltools.kv_store_oracle import (
     FN,
     FNUZ,
     FORMATS,
@@ -39,7 +40,7 @@ from kv_store_oracle import (
     reference,
     run_store,
 )
-from sglang_loader import install_stub, load_tree_module
+from scripts.kerneltools.loader import install_stub, load_tree_module
 
 SCALES = [1.0, 0.5, 2.0, 1 / 224]
 # Smallest subnormal: 2^(1 - bias - 3 mantissa bits).

@@ -1,4 +1,5 @@
-"""The store benchmark (scripts/bench_kv_store.py) is importable and says clearly when no GPU."""
+"""The store benchmark (scripts.kerneltools.bench_kv_store) is importable and says clearly when
+there is no GPU."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SCRIPT = REPO / "scripts" / "bench_kv_store.py"
+TOOL = ["-m", "scripts.kerneltools.bench_kv_store"]
 
 
 @pytest.mark.skipif(
@@ -21,11 +22,12 @@ def test_bench_without_gpu_fails_with_a_clear_message(tmp_path):
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "HIP_VISIBLE_DEVICES": ""}
     out = tmp_path / "bench.json"
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--out", str(out)],
+        [sys.executable, *TOOL, "--out", str(out)],
         env=env,
         capture_output=True,
         text=True,
         timeout=120,
+        cwd=REPO,
     )
     assert proc.returncode == 2, proc.stderr
     assert "error: no GPU visible" in proc.stderr and "CUDA/ROCm build of torch" in proc.stderr
@@ -34,7 +36,11 @@ def test_bench_without_gpu_fails_with_a_clear_message(tmp_path):
 
 def test_bench_help_lists_its_options():
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, timeout=120
+        [sys.executable, *TOOL, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
     )
     assert proc.returncode == 0, proc.stderr
     for option in ("--tree", "--format", "--tokens", "--sweep", "--out"):

@@ -11,7 +11,8 @@ import types
 from pathlib import Path
 
 import pytest
-from sglang_loader import load_tree_module
+
+from scripts.kerneltools.loader import load_tree_module
 
 # Each input with the one value that enables the fused path listed first.
 DOMAINS = {

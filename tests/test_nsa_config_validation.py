@@ -9,7 +9,8 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from sglang_loader import load_tree_module
+
+from scripts.kerneltools.loader import load_tree_module
 
 MI300, MI355, MI250 = (9, 4), (9, 5), (9, 0)
 SM80, SM89, SM90, SM100 = (8, 0), (8, 9), (9, 0), (10, 0)

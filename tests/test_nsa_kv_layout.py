@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from sglang_loader import install_stub, load_tree_module
+
+from scripts.kerneltools.loader import install_stub, load_tree_module
 
 BF16, FN, FNUZ, U8 = torch.bfloat16, torch.float8_e4m3fn, torch.float8_e4m3fnuz, torch.uint8
 DTYPES = {"bf16": BF16, "e4m3fn": FN, "e4m3fnuz": FNUZ}

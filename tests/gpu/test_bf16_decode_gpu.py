@@ -1,6 +1,7 @@
 """v0.5.9's bf16 decode partial + combine (the MI355 bf16 decode path) after our bf16 patches:
 correct against the float64 reference and bit-for-bit stable at 16 heads, T >= 5 — the shape
-where the unpatched kernel races under tilelang 0.1.9 (scripts/repro_reduce_race.py shows it).
+where the unpatched kernel races under tilelang 0.1.9 (scripts.kerneltools.repro_reduce_race
+shows it).
 
 Tolerance: bf16 inputs, bf16 P and bf16 partial outputs (8-bit mantissa): relative L2 <= 1%.
 """
@@ -16,9 +17,9 @@ if not torch.cuda.is_available():
         "needs a CUDA GPU (run on the device: see docs/kernels.md)", allow_module_level=True
     )
 
-from decode_cases import D_TAIL, D_V, NUM_SLOTS, SM_SCALE, TOPK  # noqa: E402
-from decode_reference import sparse_mla_reference  # noqa: E402
-from nsa_kernels import compile_bf16_decode, load_tilelang_kernel_module  # noqa: E402
+from scripts.kerneltools.kernels import compile_bf16_decode, load_tilelang_kernel_module  # noqa: E402
+from scripts.kerneltools.reference import sparse_mla_reference  # noqa: E402
+from scripts.kerneltools.shapes import D_TAIL, D_V, NUM_SLOTS, SM_SCALE, TOPK  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,13 @@ if not torch.cuda.is_available():
         "needs a CUDA GPU (run on the device: see docs/kernels.md)", allow_module_level=True
     )
 
-from decode_cases import (  # noqa: E402
+from scripts.kerneltools.kernels import load_tilelang_kernel_module  # noqa: E402
+from scripts.kerneltools.reference import (  # noqa: E402
+    quantize_kv,
+    quantize_q_per_head,
+    sparse_mla_reference,
+)
+from scripts.kerneltools.shapes import (  # noqa: E402
     CASES,
     D_TAIL,
     D_V,
@@ -28,12 +34,6 @@ from decode_cases import (  # noqa: E402
     SM_SCALE,
     TOPK,
 )
-from decode_reference import (  # noqa: E402
-    quantize_kv,
-    quantize_q_per_head,
-    sparse_mla_reference,
-)
-from nsa_kernels import load_tilelang_kernel_module  # noqa: E402
 
 REL_L2_TOL = 0.03
 FP8 = torch.float8_e4m3fn  # NVIDIA has only the OCP flavour; fnuz is lowered for HIP on CPU

@@ -11,7 +11,6 @@ uint8, and the reference bytes are computed on the CPU.
 from __future__ import annotations
 
 import os
-import sys
 import types
 from pathlib import Path
 
@@ -23,8 +22,7 @@ if not torch.cuda.is_available():
         "needs a CUDA or ROCm GPU (torch.cuda.is_available() is False)", allow_module_level=True
     )
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from kv_store_oracle import (  # noqa: E402
+from scripts.kerneltools.kv_store_oracle import (  # noqa: E402
     FN,
     FORMATS,
     NOPE,
@@ -35,8 +33,8 @@ from kv_store_oracle import (  # noqa: E402
     assert_same_bytes,
     reference,
 )
-from kv_store_oracle import run_store as _run_store  # noqa: E402
-from sglang_loader import load_tree_module  # noqa: E402
+from scripts.kerneltools.kv_store_oracle import run_store as _run_store  # noqa: E402
+from scripts.kerneltools.loader import load_tree_module  # noqa: E402
 
 SCALES = [1.0, 0.5, 2.0, 1 / 224]
 DEV = "cuda"

@@ -1,6 +1,7 @@
 """Reproduce (and show the fix for) the bf16 decode-kernel race under tilelang 0.1.9.
 
-    python scripts/repro_reduce_race.py --base-tree <unpatched v0.5.9 tree> --tree <patched tree>
+    python -m scripts.kerneltools.repro_reduce_race --base-tree <unpatched v0.5.9 tree> \
+        --tree <patched tree>
 
 Builds v0.5.9's bf16 `sparse_mla_fwd_decode_partial` + combine from both trees for H = 16 and
 runs each on identical inputs many times at T in {1, 5, 8, 32, 64}. Prints, per tree and T,
@@ -17,8 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "gpu")]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def main() -> int:
@@ -31,10 +31,11 @@ def main() -> int:
 
     import tilelang
     import torch
-    from decode_cases import D_TAIL, D_V, NUM_SLOTS, SM_SCALE, TOPK
-    from decode_reference import sparse_mla_reference
-    from nsa_kernels import compile_bf16_decode, load_fp8_kernel_module
-    from sglang_loader import install_stub, load_tree_module
+
+    from .kernels import compile_bf16_decode, load_fp8_kernel_module
+    from .loader import install_stub, load_tree_module
+    from .reference import sparse_mla_reference
+    from .shapes import D_TAIL, D_V, NUM_SLOTS, SM_SCALE, TOPK
 
     if not torch.cuda.is_available():
         print("needs a CUDA GPU", file=sys.stderr)

@@ -2,7 +2,8 @@
 # Run the GPU tests and benchmarks on an offline NVIDIA host (the device machine), with
 # TileLang from the bundle that ../shared/gpu/make_bundle.sh builds and a pre-built kernel cache.
 #
-#   scripts/gpu_suite.sh OUTDIR [STEP ...]      steps: tests bench-decode bench-store repro
+#   scripts/kerneltools/gpu_suite.sh OUTDIR [STEP ...]   (from the repository root)
+#   steps: tests bench-decode bench-store repro
 #
 # Inputs (all optional, defaults in brackets):
 #   SGLANG_TREE      patched tree with python/sglang/...                   [build/sglang]
@@ -10,13 +11,13 @@
 #   TL_BUNDLE        tilelang + deps bundle (.tar.xz)                      [.gpu/tilelang-bundle-0.1.9.tar.xz]
 #   TL_LAYER         a tilelang-only bundle put in front (another version) [unset]
 #   PYDEPS           pytest & co. for a host without them (.tar.xz)        [.gpu/pydeps.tar.xz]
-#   TILELANG_CACHE_DIR  kernel cache built by scripts/prebuild_decode_kernels.py [.gpu/tlcache]
+#   TILELANG_CACHE_DIR  kernel cache built by scripts.kerneltools.prebuild [.gpu/tlcache]
 #   PYTEST_ARGS      extra pytest arguments (split on spaces)              [-q]
 #   PYTEST_K         a pytest -k expression (kept as one argument)         [unset]
 #   BENCH_DECODE_ARGS / BENCH_STORE_ARGS  extra benchmark arguments (e.g. --variants, --sweep)
 # Every step logs to OUTDIR/<step>.log; the exit status is the number of failed steps.
 set -uo pipefail
-OUT=${1:?usage: scripts/gpu_suite.sh OUTDIR [STEP ...]}
+OUT=${1:?usage: scripts/kerneltools/gpu_suite.sh OUTDIR [STEP ...]}
 shift
 STEPS=${*:-tests bench-decode bench-store repro}
 mkdir -p "$OUT" /tmp/nsa-site
@@ -51,11 +52,11 @@ run() {  # run STEP CMD...: log to OUT/STEP.log, count failures
 for step in $STEPS; do
   case $step in
     tests) run tests python3 -m pytest tests/gpu ${PYTEST_ARGS:--q} ${PYTEST_K:+-k "$PYTEST_K"} -p no:cacheprovider --junitxml="$OUT/gpu-tests.xml" ;;
-    bench-decode) run bench-decode python3 scripts/bench_decode.py --out "$OUT/bench_decode.json" ${BENCH_DECODE_ARGS:-} ;;
-    bench-store) run bench-store python3 scripts/bench_kv_store.py --out "$OUT/bench_kv_store.json" ${BENCH_STORE_ARGS:-} ;;
+    bench-decode) run bench-decode python3 -m scripts.kerneltools.bench_decode --out "$OUT/bench_decode.json" ${BENCH_DECODE_ARGS:-} ;;
+    bench-store) run bench-store python3 -m scripts.kerneltools.bench_kv_store --out "$OUT/bench_kv_store.json" ${BENCH_STORE_ARGS:-} ;;
     repro)
       if [ -n "${BASE_TREE:-}" ]; then
-        run repro python3 scripts/repro_reduce_race.py --base-tree "$BASE_TREE" --tree "$SGLANG_TREE" --out "$OUT/repro_reduce_race.json"
+        run repro python3 -m scripts.kerneltools.repro_reduce_race --base-tree "$BASE_TREE" --tree "$SGLANG_TREE" --out "$OUT/repro_reduce_race.json"
       else
         echo "== repro: skipped (set BASE_TREE to an unpatched v0.5.9 tree)"
       fi ;;

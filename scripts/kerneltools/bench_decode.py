@@ -1,6 +1,7 @@
 """Benchmark: FP8 sparse-MLA decode (partial + combine) vs the bf16 TileLang decode kernels.
 
-    SGLANG_TREE=build/sglang python scripts/bench_decode.py [--out reports/bench_decode.json]
+    SGLANG_TREE=build/sglang python -m scripts.kerneltools.bench_decode \
+        [--out reports/bench_decode.json]
 
 Same card, same shapes (topk 2048, d_v 512 + d_tail 64, a 1M-slot KV pool), timed two ways:
 plain calls (what an eager step pays, host overhead included) and CUDA graph replays (how
@@ -21,10 +22,9 @@ import statistics
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "gpu")]
+REPO = Path(__file__).resolve().parents[2]
 
-from decode_cases import BENCH_HEADS, BENCH_TOKENS, D_TAIL, D_V, TOPK, decode_config  # noqa: E402
+from .shapes import BENCH_HEADS, BENCH_TOKENS, D_TAIL, D_V, TOPK, decode_config  # noqa: E402
 
 POOL_SLOTS = 1 << 20
 SM_SCALE = 0.1352
@@ -123,7 +123,7 @@ def main() -> int:
     if not torch.cuda.is_available():
         print("bench_decode needs a CUDA/HIP GPU; none is visible", file=sys.stderr)
         return 2
-    from nsa_kernels import compile_bf16_decode, load_tilelang_kernel_module
+    from .kernels import compile_bf16_decode, load_tilelang_kernel_module
 
     tk = load_tilelang_kernel_module(Path(args.tree))
     fp8k = sys.modules["sglang.srt.layers.attention.nsa.tilelang_fp8_kernel"]

@@ -1,7 +1,7 @@
 """One call of each decode kernel, for a profiler (Nsight Compute) to look at.
 
     ncu --section SpeedOfLight --section WarpStateStats --section Occupancy \\
-        python scripts/profile_decode.py --tokens 32 --heads 16
+        python -m scripts.kerneltools.profile_decode --tokens 32 --heads 16
 
 Runs v0.5.9's bf16 decode partial kernel and the FP8 partial kernel in each GEMM mode once
 (after a warm-up call each) on the benchmark's data; prints nothing of its own but the shapes.
@@ -14,8 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "gpu")]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def main() -> int:
@@ -27,8 +26,9 @@ def main() -> int:
     args = ap.parse_args()
 
     import torch
-    from decode_cases import D_TAIL, D_V, SM_SCALE, TOPK, decode_config
-    from nsa_kernels import compile_bf16_decode, load_tilelang_kernel_module
+
+    from .kernels import compile_bf16_decode, load_tilelang_kernel_module
+    from .shapes import D_TAIL, D_V, SM_SCALE, TOPK, decode_config
 
     tk = load_tilelang_kernel_module(Path(args.tree))
     fp8k = sys.modules["sglang.srt.layers.attention.nsa.tilelang_fp8_kernel"]

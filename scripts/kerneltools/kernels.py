@@ -10,7 +10,7 @@ import sys
 import types
 from pathlib import Path
 
-from sglang_loader import install_stub, load_tree_module
+from .loader import install_stub, load_tree_module
 
 FP8_MODULE = "sglang.srt.layers.attention.nsa.tilelang_fp8_kernel"
 KERNEL_MODULE = "sglang.srt.layers.attention.nsa.tilelang_kernel"

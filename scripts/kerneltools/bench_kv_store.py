@@ -7,7 +7,8 @@ CUDA events after >= 100 ms of warm-up (as sglang runs decode). Sources are bf16
 [T, 576] latent (non-contiguous, as in the model), slots are scattered over a 1M-token pool.
 Prints a table and writes JSON (card, versions, UTC date, numbers). Takes well under a minute.
 
-    SGLANG_TREE=build/sglang python scripts/bench_kv_store.py [--format fn|fnuz] [--sweep]
+    SGLANG_TREE=build/sglang python -m scripts.kerneltools.bench_kv_store \
+        [--format fn|fnuz] [--sweep]
 """
 
 from __future__ import annotations
@@ -22,14 +23,9 @@ import time
 from pathlib import Path
 from types import ModuleType
 
-# Run as `python scripts/bench_kv_store.py`, scripts/ would come first on sys.path and its
-# queue/ package would shadow the standard library's `queue`, which torch imports.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+import torch
 
-import torch  # noqa: E402
-
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 MODULE = Path("python/sglang/srt/mem_cache/fp8_kv_store.py")
 TOKENS = (1, 8, 64, 512, 4096, 32768)
 NOPE, ROPE = 512, 64

@@ -1,6 +1,6 @@
 """Lower the FP8 sparse-MLA decode kernel for a target without a GPU and report facts about it.
 
-    python scripts/lower_decode_kernel.py --tree build/sglang --arch gfx942 --heads 1 8 16 \
+    python -m scripts.kerneltools.lower --tree build/sglang --arch gfx942 --heads 1 8 16 \
         --d-tail 64 0 [--source-dir DIR]
 
 One JSON object per configuration on stdout: arch, heads, d_tail, fp8 format, h_per_block,
@@ -16,12 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
+REPO = Path(__file__).resolve().parents[2]
 
 FP8_INSTRUCTION = {
     "hip": re.compile(r"__builtin_amdgcn_mfma_\w*(fp8|f8)\w*"),
@@ -50,8 +48,9 @@ def barrier_after_shared_reductions(source: str) -> bool:
 def lower_one(tree: Path, arch: str, heads: int, d_tail: int, topk: int, mma: str | None):
     import tilelang
     import torch
-    from nsa_kernels import load_fp8_kernel_module
     from tilelang import tvm
+
+    from .kernels import load_fp8_kernel_module
 
     fp8k = load_fp8_kernel_module(tree)
     kv_dtype = torch.float8_e4m3fnuz if arch == "gfx942" else torch.float8_e4m3fn

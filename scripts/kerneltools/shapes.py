@@ -1,5 +1,6 @@
-"""The GPU decode test matrix, shared by the tests and by scripts/prebuild_decode_kernels.py
-(which compiles exactly these kernels ahead of time so device minutes go to running them)."""
+"""DeepSeek-V3.2 decode shapes and the GPU decode test matrix, shared by the tests, the
+benchmark and `prebuild` (which compiles exactly these kernels ahead of time so device minutes
+go to running them)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ CASES = [
 # Extra head counts: 1 and a non-power of two (GQA-less ranks of odd TP layouts).
 EXTRA_HEADS = (1, 20, 64)
 
-# scripts/bench_decode.py's matrix (also pre-built by scripts/prebuild_decode_kernels.py).
+# bench_decode's matrix (also pre-built by prebuild).
 BENCH_TOKENS = (1, 8, 32, 64, 128)
 BENCH_HEADS = (16, 128)
 

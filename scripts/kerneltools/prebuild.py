@@ -3,10 +3,10 @@
 The GPU host then loads them in ~0.1 s each instead of compiling: run this where nvcc is
 (e.g. the CPU development box), point TILELANG_CACHE_DIR at a folder, send that folder along.
 
-    TILELANG_CACHE_DIR=.gpu/tlcache python scripts/prebuild_decode_kernels.py --arch sm_90 --cu 132
+    TILELANG_CACHE_DIR=.gpu/tlcache python -m scripts.kerneltools.prebuild --arch sm_90 --cu 132
 
-The kernel set is the GPU test matrix (tests/gpu/decode_cases.py) plus the benchmark matrix
-(scripts/bench_decode.py), each resolved through the same config selection the dispatcher uses.
+The kernel set is the GPU test matrix plus the benchmark matrix (both in shapes.py), each
+resolved through the same config selection the dispatcher uses.
 """
 
 from __future__ import annotations
@@ -18,13 +18,12 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "gpu")]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def wanted_shapes() -> set[tuple[int, int]]:
     """(num_tokens, num_heads) pairs the tests and the benchmark will launch."""
-    from decode_cases import BENCH_HEADS, BENCH_TOKENS, CASES, EXTRA_HEADS
+    from .shapes import BENCH_HEADS, BENCH_TOKENS, CASES, EXTRA_HEADS
 
     shapes = {(c[0], c[1]) for c in CASES}
     shapes |= {(33, h) for h in EXTRA_HEADS} | {(8, 16), (4, 16)}
@@ -36,9 +35,9 @@ def wanted_shapes() -> set[tuple[int, int]]:
 def _build_bf16(job):
     """v0.5.9's bf16 partial + combine from `tree` (benchmark baseline, race reproducer)."""
     _, tree, arch, num_heads, module_name = job
-    from decode_cases import D_TAIL, D_V, SM_SCALE, TOPK
-    from nsa_kernels import compile_bf16_decode, load_fp8_kernel_module
-    from sglang_loader import install_stub, load_tree_module
+    from .kernels import compile_bf16_decode, load_fp8_kernel_module
+    from .loader import install_stub, load_tree_module
+    from .shapes import D_TAIL, D_V, SM_SCALE, TOPK
 
     install_stub("sglang.srt.layers.quantization.fp8_kernel", is_fp8_fnuz=lambda: False)
     install_stub("sglang.srt.utils", is_hip=lambda: False, is_gfx95_supported=lambda: False)
@@ -56,8 +55,8 @@ def _build(job):
     if job[0] == "bf16":
         return _build_bf16(job)
     tree, arch, cu, num_tokens, num_heads, mma, blocks_per_cu = job
-    from decode_cases import decode_config
-    from nsa_kernels import load_tilelang_kernel_module
+    from .kernels import load_tilelang_kernel_module
+    from .shapes import decode_config
 
     tk = load_tilelang_kernel_module(Path(tree))
     fp8k = sys.modules["sglang.srt.layers.attention.nsa.tilelang_fp8_kernel"]
@@ -100,8 +99,8 @@ def main() -> int:
         print("set TILELANG_CACHE_DIR to the cache folder to fill", file=sys.stderr)
         return 2
     # One job per distinct kernel: shapes that resolve to the same config share a compile.
-    from decode_cases import decode_config
-    from nsa_kernels import load_fp8_kernel_module
+    from .kernels import load_fp8_kernel_module
+    from .shapes import decode_config
 
     fp8k = load_fp8_kernel_module(Path(args.tree))
     by_config = {}
@@ -121,7 +120,7 @@ def main() -> int:
             )
             by_config.setdefault(cfg, (args.tree, args.arch, args.cu, t, h, mma, bpc))
     jobs = list(by_config.values())
-    from decode_cases import BENCH_HEADS
+    from .shapes import BENCH_HEADS
 
     jobs += [
         ("bf16", args.tree, args.arch, h, "tk_patched") for h in sorted(set(BENCH_HEADS) | {16})
