@@ -41,14 +41,36 @@ FORMAT_PATCH = [
     "--no-thread",
     "--no-attach",
     "--encode-email-headers",
-    "--filename-max-length=64",
+    # The whole subject slug; whole_word_name() shortens it (git would cut mid-word).
+    "--filename-max-length=255",
 ]
+# Longest slug in a file name (NNNN-<slug>.patch), as git's default 64-character names allow.
+SLUG_MAX = 52
+
+
+def whole_word_slug(slug: str, limit: int = SLUG_MAX) -> str:
+    """`slug` cut to at most `limit` characters at a word boundary ('-' between words)."""
+    if len(slug) <= limit:
+        return slug
+    cut = slug[: limit + 1].rsplit("-", 1)[0] if "-" in slug[: limit + 1] else ""
+    return (cut or slug[:limit]).rstrip("-.")
+
+
+def whole_word_name(name: str) -> str:
+    """`0001-some-long-subject.patch` with its slug cut at a word boundary."""
+    number, _, rest = name.partition("-")
+    return f"{number}-{whole_word_slug(rest.removesuffix('.patch'))}.patch"
 
 
 def format_patches(cfg: QueueConfig, base: str, tip: str, dest: Path) -> list[Path]:
     """`git format-patch` base..tip into dest as 0001-slug.patch, ...; returns the files."""
     listing = out(cfg.tree, *FORMAT_PATCH, "--start-number=1", "-o", str(dest), f"{base}..{tip}")
-    return [Path(line) for line in listing.splitlines() if line.strip()]
+    files = []
+    for line in listing.splitlines():
+        if line.strip():
+            made = Path(line)
+            files.append(made.rename(made.with_name(whole_word_name(made.name))))
+    return files
 
 
 def _unsaved(
