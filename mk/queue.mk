@@ -3,6 +3,8 @@
 #   SGLANG_SOURCE=git        make source: clone the tag instead of using the PyPI wheel
 #   SGLANG_WHEEL_FILE=path   make source: use a local copy of the pinned wheel (sha256-checked)
 #   FORCE=1                  make apply: stash a dirty tree / back up a differing branch first
+#   ALLOW_DROP=1             make refresh: let it delete patch files the branch lacks, or overwrite
+#                            hand edits of patch files (it refuses otherwise, naming the files)
 
 QUEUE_PY ?= python3
 QUEUE := $(QUEUE_PY) -m scripts.patchqueue
@@ -20,8 +22,8 @@ queue-check: source ## Lint patches/ and replay the queue patch by patch (report
 	$(QUEUE) check
 CHECK_TARGETS += queue-check
 
-refresh: ## Write the commits of nsa-fp8 in build/sglang back into patches/ (deterministic)
-	$(QUEUE) refresh
+refresh: ## Write the commits of nsa-fp8 in build/sglang back into patches/ (ALLOW_DROP=1: see docs)
+	$(QUEUE) refresh $(if $(filter 1,$(ALLOW_DROP)),--allow-drop)
 
 export: source ## Upstream-ready branch nsa-fp8-upstream + build/export/nsa-fp8.mbox (cover letter)
 	$(QUEUE) export

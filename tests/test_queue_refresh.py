@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from queue_fixtures import SERVER_ARGS, UTILS, change, commit, make_project, queue_with, run
 
 from scripts.patchqueue.apply import QueueError, run_apply
 from scripts.patchqueue.gitutil import git
-from scripts.patchqueue.refresh import run_refresh
+from scripts.patchqueue.refresh import run_refresh, whole_word_slug
 
 
 def snapshot(cfg):
@@ -88,3 +90,33 @@ def test_new_commit_becomes_a_new_patch(tmp_path):
     report = run_refresh(cfg)
     assert report.data["written"] == ["0003-add-new_module.patch"]
     assert cfg.series.read_text().splitlines()[-1] == "0003-add-new_module.patch"
+
+
+def test_file_names_are_cut_at_a_word_boundary(tmp_path):
+    cfg = make_project(tmp_path)
+    subject = "[NSA] tilelang: never gather KV row -1 in the bf16 sparse kernels"
+    (name,) = queue_with(cfg, (change(UTILS, "CONST_3 = 3", "CONST_3 = 33"), subject))
+    # git alone cuts this one mid-word: 0001-NSA-tilelang-never-gather-KV-row-1-in-the-bf16-spars
+    assert name == "0001-NSA-tilelang-never-gather-KV-row-1-in-the-bf16.patch"
+    slug = name[len("0001-") : -len(".patch")]
+    words = set(re.split(r"[^A-Za-z0-9_]+", subject))
+    assert all(w in words for w in slug.split("-")), slug
+    # Apply then refresh right after: unchanged.
+    git(cfg.tree, "checkout", "-q", "--detach")
+    git(cfg.tree, "branch", "-D", cfg.branch)
+    run_apply(cfg)
+    assert run_refresh(cfg).data["written"] == []
+
+
+@pytest.mark.parametrize(
+    ("slug", "cut"),
+    [
+        ("short-subject", "short-subject"),
+        ("a" * 60, "a" * 52),  # one word longer than the limit: cut where it must be
+        ("x-" + "y" * 55, "x"),
+        ("word-" * 10 + "tail-end", "word-" * 9 + "word"),  # "word-word...-tail" is 54 long
+    ],
+)
+def test_whole_word_slug(slug, cut):
+    assert whole_word_slug(slug) == cut
+    assert len(whole_word_slug(slug)) <= 52

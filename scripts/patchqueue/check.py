@@ -8,7 +8,13 @@ import re
 import tempfile
 from pathlib import Path
 
-from scripts.patchqueue.apply import AM_ARGS, QueueError, failed_hunk_problem, require_base
+from scripts.patchqueue.apply import (
+    AM_ARGS,
+    QueueError,
+    corrupt_problem,
+    failed_hunk_problem,
+    require_base,
+)
 from scripts.patchqueue.config import QueueConfig
 from scripts.patchqueue.gitutil import git
 from scripts.patchqueue.patchfile import PatchInfo, lint_header, read_patch
@@ -72,6 +78,11 @@ def offsets(info: PatchInfo, verbose: str) -> list[Problem]:
 
 
 def apply_problem(info: PatchInfo, stderr: str) -> Problem:
+    """Why `git apply --check -v PATCHFILE` failed: a corrupt hunk or one whose context is
+    missing, named by patch, file and hunk (the same diagnosis `make apply` prints)."""
+    corrupt = corrupt_problem(info, stderr)
+    if corrupt:
+        return corrupt
     failed = failed_hunk_problem(
         info,
         stderr,

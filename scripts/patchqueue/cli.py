@@ -61,7 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="save a differing branch/dirty tree, then apply",
     )
     sub.add_parser("check", help="lint the queue and replay it patch by patch")
-    sub.add_parser("refresh", help="write the branch's commits back into patches/")
+    ref = sub.add_parser("refresh", help="write the branch's commits back into patches/")
+    ref.add_argument(
+        "--allow-drop",
+        action="store_true",
+        help="let refresh delete patch files the branch lacks, or overwrite hand edits",
+    )
     exp = sub.add_parser("export", help="upstream-ready branch + mbox with cover letter")
     exp.add_argument("--out", dest="export_dir", type=Path, help="default: ROOT/build/export")
     exp.add_argument("--title", help="cover letter subject")
@@ -90,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "check":
             report = run_check(cfg)
         elif args.cmd == "refresh":
-            report = run_refresh(cfg)
+            report = run_refresh(cfg, allow_drop=args.allow_drop)
         else:
             report = run_export(cfg, args.title)
     except (QueueError, SourceError, LockError, GitError) as exc:

@@ -26,6 +26,13 @@ class QueueConfig:
     def series(self) -> Path:
         return self.patches_dir / "series"
 
+    def shown(self, path: Path) -> str:
+        """`path` as messages show it: relative to the project root when inside it."""
+        try:
+            return Path(path).resolve().relative_to(self.root).as_posix()
+        except ValueError:
+            return str(path)
+
     @property
     def tag(self) -> str:
         return require(self.lock, "SGLANG_TAG")[0]

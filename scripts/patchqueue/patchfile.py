@@ -75,6 +75,28 @@ class PatchInfo:
                 return ln.strip()
         return ""
 
+    def hunk_before_line(self, lineno: int) -> tuple[str | None, Hunk | None]:
+        """The file and hunk that a problem git reports at line `lineno` of the patch file
+        belongs to: the last hunk that starts above that line (git reports the first line that
+        does not fit, which can be the next hunk's header or the signature)."""
+        path, count, found = None, 0, None
+        lines = self.path.read_text(encoding="utf-8", errors="surrogateescape").splitlines()
+        for n, line in enumerate(lines[: max(lineno - 1, 0)], 1):
+            if line.startswith("diff --git "):
+                m = re.match(r"^diff --git a/(\S+) b/(\S+)$", line)
+                path, count = (m.group(2) if m else None), 0
+            elif path and HUNK.match(line):
+                count += 1
+                found = (path, count, n)
+        if found is None:
+            return path, None
+        fpath, index, _ = found
+        for f in self.files:
+            if f.path == fpath or fpath in (f.old_path, f.new_path):
+                if index <= len(f.hunks):
+                    return fpath, f.hunks[index - 1]
+        return fpath, None
+
     def hunk_at(self, path: str, old_start: int) -> tuple[FileDiff | None, Hunk | None]:
         for f in self.files:
             if path in (f.old_path, f.new_path):
