@@ -7,12 +7,24 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from scripts.gates.errors import ConfigError
+
+# tomllib is 3.11+; the ROCm images run Python 3.10, where tomli (same API, TOMLI_VERSION in
+# versions.env, installed by the image and by scripts/setup_env.sh) stands in for it.
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    try:
+        import tomli as tomllib
+    except ImportError as exc:
+        raise ImportError(
+            "Python < 3.11 needs tomli to read config/gates.toml: pip install tomli "
+            "(the version pinned as TOMLI_VERSION in versions.env)"
+        ) from exc
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = REPO_ROOT / "config" / "gates.toml"

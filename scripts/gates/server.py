@@ -18,7 +18,7 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any, Self
+from typing import Any
 
 import requests
 
@@ -300,7 +300,7 @@ class Server:
             for sig, handler in saved.items():
                 signal.signal(sig, handler)
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> Server:
         self._install_signals()
         try:
             self.start()
