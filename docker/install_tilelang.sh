@@ -65,3 +65,7 @@ CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)"
 export CMAKE_BUILD_PARALLEL_LEVEL
 tilelang_pip_build "$PYTHON" "$SRC"
 "$PYTHON" -c 'import tilelang; print("[tilelang] installed", tilelang.__version__)'
+# The regular install copied what TileLang needs at run time into site-packages; the CMake tree
+# (TVM's objects, gigabytes) is dead weight in the layer. The checkout stays for the smoke
+# step's commit check.
+rm -rf "$SRC/build"
