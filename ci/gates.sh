@@ -8,6 +8,9 @@
 # Configuration (ci/lib.sh: job env, then the runner's /etc/sglang-nsa-fp8/ci.env, then the
 # repository variables): MODEL_PATH (required, a local checkpoint), GSM8K_DATA (a local GSM8K
 # test.jsonl; required on runners without internet), PORT, TP; IMAGE overrides the image.
+# UPSTREAM=1 adds the third run of the gates: the unpatched upstream image of the same release
+# (the base image, by the digest make image used), started as a sibling container through the
+# host's Docker socket, BF16 KV, compared with our BF16 run.
 set -euo pipefail
 # shellcheck source=ci/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -27,7 +30,8 @@ dir="$(ci_reports "$arch")"
 image="$(ci_image "$arch")"
 image_record="$dir/image.json"
 
-make_args=(GATES_PYTHON=python3 GATES_MODEL=/model "GATES_ARGS=--report-dir reports/$arch/gates")
+make_args=(GATES_PYTHON=python3 GATES_MODEL=/model)
+gates_args="--report-dir reports/$arch/gates"
 [[ -n "${TP:-}" ]] && make_args+=("GATES_TP=$TP")
 [[ -n "${PORT:-}" ]] && make_args+=("GATES_PORT=$PORT")
 mounts=(-v "$CI_ROOT:/workspace" -v "$MODEL_PATH:/model:ro" -v tilelang-cache:/var/cache/tilelang)
@@ -41,6 +45,24 @@ env_args=(-e "GATES_IMAGE=$image")
 if [[ -f "$image_record" ]]; then
     env_args+=(-e "GATES_IMAGE_RECORD=/workspace/reports/ci/$arch/image.json")
 fi
+
+if [[ "${UPSTREAM:-0}" == 1 ]]; then
+    [[ -f "$image_record" ]] || ci_die "UPSTREAM=1 needs $image_record (run ci/image.sh first)"
+    base="$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["base_image"])' "$image_record")"
+    docker_bin="$(command -v docker)" || ci_die "UPSTREAM=1 needs the docker CLI on the runner"
+    up_name="$(ci_container_name "$arch" upstream)"
+    # The gates append the server flags (--model-path /model, --port, ...) to this prefix.
+    up_launch=(docker run --rm --name "$up_name" --label "$CI_LABEL=1"
+        --label "sglang-nsa-fp8.run=$(ci_run_key "$arch")" --label sglang-nsa-fp8.role=upstream
+        "${CI_DOCKER_GPU_FLAGS[@]}" -v "$MODEL_PATH:/model:ro" "$base"
+        python3 -m sglang.launch_server)
+    toml_list() { python3 -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "$@"; }
+    gates_args+=" --set 'upstream.launch=$(toml_list "${up_launch[@]}")'"
+    gates_args+=" --set 'upstream.stop=$(toml_list docker rm -f "$up_name")'"
+    mounts+=(-v /var/run/docker.sock:/var/run/docker.sock -v "$docker_bin:/usr/local/bin/docker:ro")
+fi
+
+make_args+=("GATES_ARGS=$gates_args")
 
 run_gates() {
     local cmd

@@ -22,7 +22,7 @@ ci_arch() {
 #      KEY=value lines (a MI300 host and a MI355 host each keep their own);
 #   3. CI_REPO_<KEY>, which the workflow fills from the per-arch repository variables
 #      (vars.MODEL_PATH_GFX942, vars.MODEL_PATH_GFX950, ...).
-CI_CONFIG_KEYS=(MODEL_PATH GSM8K_DATA PORT TP)
+CI_CONFIG_KEYS=(MODEL_PATH GSM8K_DATA PORT TP UPSTREAM)
 CI_CONFIG_FILE_DEFAULT=/etc/sglang-nsa-fp8/ci.env
 
 ci_load_config() {

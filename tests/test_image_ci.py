@@ -4,7 +4,9 @@ docker and rocm-smi are fakes (tests/image_fixtures/fake_docker.py); nothing rea
 
 from __future__ import annotations
 
+import json
 import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -13,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from scripts.ci import summary as ci_summary
+from scripts.gates.cli import _parser as gates_parser
+from scripts.gates.config import load_config
 from tests.test_image_helpers import ROOT, FakeDocker
 
 WORKFLOW = (ROOT / ".github" / "workflows" / "pipeline.yml").read_text()
@@ -88,10 +92,12 @@ def test_gates_without_model_path_says_where_to_set_it(
 # --- containers: named, labelled, removed, files given back ---------------------------------
 
 
-def gates(docker: FakeDocker, checkout: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+def gates(
+    docker: FakeDocker, checkout: Path, tmp_path: Path, extra: str = ""
+) -> subprocess.CompletedProcess[str]:
     model = tmp_path / "model"
     model.mkdir(exist_ok=True)
-    env = config_env(tmp_path, f"MODEL_PATH={model}\n")
+    env = config_env(tmp_path, f"MODEL_PATH={model}\n{extra}")
     return docker.run(str(checkout / "ci" / "gates.sh"), "gfx942", **env, **RUN)
 
 
@@ -123,6 +129,37 @@ def test_failed_gates_still_remove_the_container(
     assert proc.returncode == 3
     assert docker.calls()[-1] == ["rm", "-f", NAME]
     assert "gates-all\tfail\t" in (checkout / "reports" / "ci" / "gfx942" / "steps.tsv").read_text()
+
+
+def test_upstream_run_uses_the_recorded_base_as_a_sibling_container(
+    docker: FakeDocker, checkout: Path, tmp_path: Path
+):
+    """UPSTREAM=1: the unpatched base (by the digest make image used) becomes the gates' third
+    server, started through the host's docker socket; the make line it builds parses into the
+    gates' config as a list."""
+    base = "lmsysorg/sglang:v0.5.9-rocm700-mi30x@sha256:" + "ab" * 32
+    (checkout / "reports" / "ci" / "gfx942" / "image.json").write_text(
+        json.dumps({"base_image": base})
+    )
+    (docker.bin / "python3").symlink_to(shutil.which("python3") or "/usr/bin/python3")
+    proc = gates(docker, checkout, tmp_path, "UPSTREAM=1\n")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    argv = next(c for c in docker.calls() if c[0] == "run")
+    assert "/var/run/docker.sock:/var/run/docker.sock" in argv
+    make_line = shlex.split(argv[-1].split(";", 1)[0])
+    assert make_line[:2] == ["make", "gates"]
+    rendered = subprocess.run(
+        ["make", "-n", "-s", "--no-print-directory", *make_line[1:]],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout.strip().splitlines()[-1]  # fmt: skip
+    args = gates_parser().parse_args(shlex.split(rendered)[3:])
+    cfg = load_config(ROOT / "config" / "gates.toml", args.set)
+    launch = cfg.upstream.launch
+    assert launch[:4] == ["docker", "run", "--rm", "--name"]
+    assert launch[4] == "sglang-nsa-fp8-ci-42-1-gfx942-upstream"
+    assert launch[-4:] == [base, "python3", "-m", "sglang.launch_server"]
+    assert "sglang-nsa-fp8.ci=1" in launch and "--device=/dev/kfd" in launch
+    assert cfg.upstream.stop == ["docker", "rm", "-f", "sglang-nsa-fp8-ci-42-1-gfx942-upstream"]
 
 
 def _ids() -> str:
