@@ -73,7 +73,12 @@ def gpus() -> dict[str, Any]:
             data = {}
         models = sorted(
             {
-                str(card.get("Card Series") or card.get("Card series") or card.get("Card model"))
+                str(
+                    card.get("Card Series")
+                    or card.get("Card series")
+                    or card.get("Card Model")
+                    or card.get("Card model")
+                )
                 for name, card in data.items()
                 if name.startswith("card") and isinstance(card, dict)
             }
