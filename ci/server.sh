@@ -1,24 +1,26 @@
 #!/usr/bin/env bash
 # Serve DeepSeek-V3.2 with FP8 KV from the built image, wait until healthy, answer one request,
-# stop. Proves the image serves before the gates spend hours; the server log is kept.
+# stop. A by-hand smoke test of an image (the pipeline does not run it: the gates start the same
+# FP8 server, and each server configuration is loaded once per run); the server log is kept.
 #
 #   MODEL_PATH=/data/models/DeepSeek-V3.2 ci/server.sh gfx942|gfx950
 #
-# Env: MODEL_PATH (required, a local checkpoint), TP (8), PORT (30000),
+# Env (or the runner config, ci/lib.sh): MODEL_PATH (required, a local checkpoint), TP (8), PORT (30000),
 #      KV_CACHE_DTYPE (fp8_e4m3), STARTUP_TIMEOUT_S (3600), IMAGE (default: the tag make builds).
 set -euo pipefail
 # shellcheck source=ci/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 arch="$(ci_arch "${1:-}")"
 cd "$CI_ROOT"
+ci_load_config
 dir="$(ci_reports "$arch")"
 
 : "${MODEL_PATH:?set MODEL_PATH to a local DeepSeek-V3.2 checkpoint on the runner}"
 [[ -d "$MODEL_PATH" ]] || ci_die "MODEL_PATH=$MODEL_PATH is not a directory on this runner"
-image="${IMAGE:-$(cat "$dir/image-tag" 2>/dev/null || ci_image_tag "$arch")}"
+image="$(ci_image "$arch")"
 port="${PORT:-30000}"
 timeout_s="${STARTUP_TIMEOUT_S:-3600}"
-name="sglang-nsa-fp8-ci-$arch-$$"
+name="$(ci_container_name "$arch" server)"
 
 # Server flags for DeepSeek-V3.2 on ROCm (DESIGN §12.1): both NSA phases on TileLang, FP8 KV.
 server_args=(
@@ -36,10 +38,13 @@ cleanup() {
     docker logs "$name" > "$dir/server.log" 2>&1 || true
     docker rm -f "$name" > /dev/null 2>&1 || true
 }
-trap cleanup EXIT
+trap cleanup EXIT INT TERM
 
 serve() {
-    docker run -d --name "$name" "${CI_DOCKER_GPU_FLAGS[@]}" \
+    docker rm -f "$name" > /dev/null 2>&1 || true
+    docker run -d --name "$name" --label "$CI_LABEL=1" \
+        --label "sglang-nsa-fp8.run=$(ci_run_key "$arch")" --label sglang-nsa-fp8.role=server \
+        "${CI_DOCKER_GPU_FLAGS[@]}" \
         -v "$MODEL_PATH:/model:ro" -v tilelang-cache:/var/cache/tilelang \
         "$image" "${server_args[@]}"
     local deadline=$(( $(date +%s) + timeout_s ))

@@ -8,4 +8,4 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$CI_ROOT"
 out="${GITHUB_STEP_SUMMARY:-/dev/stdout}"
-python3 -m scripts.image.ci_summary --reports reports "$@" >> "$out"
+python3 -m scripts.ci.summary --reports reports "$@" >> "$out"

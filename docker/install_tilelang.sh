@@ -3,6 +3,8 @@
 # replacing the TileLang the base image ships. Run inside the image by docker/rocm.Dockerfile;
 # every version comes in through the environment (the Dockerfile's ARGs, from versions.env).
 set -euo pipefail
+# shellcheck source=docker/tilelang_build.sh
+source "$(dirname "${BASH_SOURCE[0]}")/tilelang_build.sh"
 
 die() { echo "install_tilelang: $*" >&2; exit 1; }
 
@@ -21,9 +23,8 @@ PYTHON="${PYTHON:-python3}"
     || die "$PYTHON has no ROCm torch: the base image is not an sglang ROCm image"
 
 ROCM_PATH="${ROCM_PATH:-/opt/rocm}"
-LLVM_CONFIG="$ROCM_PATH/llvm/bin/llvm-config"
-# ROCm's own LLVM knows the AMDGPU target; a distro LLVM would silently shadow it.
-[[ -x "$LLVM_CONFIG" ]] || die "$LLVM_CONFIG not found: the base image must carry ROCm's LLVM"
+LLVM_CONFIG="$(tilelang_find_llvm_config "$ROCM_PATH")" || die "ROCm's llvm-config not found (above)"
+echo "[tilelang] llvm-config: $LLVM_CONFIG ($("$LLVM_CONFIG" --version))"
 
 SRC=/opt/tilelang
 echo "[tilelang] commit $TILELANG_ROCM_COMMIT for $GPU_ARCH (ROCm at $ROCM_PATH)"
@@ -47,13 +48,24 @@ git -C "$SRC" submodule update -q --init --recursive
     "z3-solver==$Z3_SOLVER_VERSION" \
     "apache-tvm-ffi @ git+$TVM_FFI_GIT_URL@$TVM_FFI_ROCM_COMMIT"
 
+# The build tools must import before the long build starts: with --no-deps, scikit-build-core's
+# own dependencies (packaging, pathspec; tomli and exceptiongroup on Python < 3.11) come from
+# the base image.
+"$PYTHON" -c 'import Cython, cmake, ninja, scikit_build_core.build' \
+    || die "the pinned build tools do not import with $PYTHON (above): the base image lacks a dependency of scikit-build-core; install it in this script, pinned"
+
 # USE_ROCM in the environment makes TileLang's version provider label the build
 # "+rocm.git<commit[:8]>", which the smoke step checks against the lock.
 export USE_ROCM=ON
-export CMAKE_ARGS="-DUSE_ROCM=ON -DUSE_CUDA=OFF -DROCM_PATH=$ROCM_PATH -DLLVM_CONFIG=$LLVM_CONFIG -DCMAKE_HIP_ARCHITECTURES=$GPU_ARCH"
+CMAKE_ARGS="$(tilelang_cmake_args "$ROCM_PATH" "$LLVM_CONFIG" "$GPU_ARCH")"
+export CMAKE_ARGS
+echo "[tilelang] CMAKE_ARGS=$CMAKE_ARGS"
 export PYTORCH_ROCM_ARCH="$GPU_ARCH"
 CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)"
 export CMAKE_BUILD_PARALLEL_LEVEL
-# A regular (not editable) install: the version is fixed at build time, not read from git later.
-(cd "$SRC" && "$PYTHON" -m pip install --no-cache-dir --no-build-isolation --no-deps .)
+tilelang_pip_build "$PYTHON" "$SRC"
 "$PYTHON" -c 'import tilelang; print("[tilelang] installed", tilelang.__version__)'
+# The regular install copied what TileLang needs at run time into site-packages; the CMake tree
+# (TVM's objects, gigabytes) is dead weight in the layer. The checkout stays for the smoke
+# step's commit check.
+rm -rf "$SRC/build"

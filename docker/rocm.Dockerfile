@@ -10,8 +10,11 @@
 ARG BASE_IMAGE
 FROM ${BASE_IMAGE}
 
+# Layer order follows how often each input changes. Docker invalidates every RUN after an ARG
+# whose value changed, so only the TileLang inputs are declared before the TileLang layer; the
+# sglang/aiter versions and the queue hash come after it: a patch edit rebuilds the last layers
+# only (tests/test_image_layers.py checks this order).
 ARG GPU_ARCH
-ARG SGLANG_VERSION
 ARG TILELANG_GIT_URL
 ARG TILELANG_ROCM_COMMIT
 ARG TVM_FFI_GIT_URL
@@ -22,15 +25,31 @@ ARG TILELANG_BUILD_NINJA_VERSION
 ARG TILELANG_BUILD_SCIKIT_BUILD_CORE_VERSION
 ARG TILELANG_BUILD_SETUPTOOLS_VERSION
 ARG Z3_SOLVER_VERSION
-ARG AITER_ROCM_VERSION
-ARG QUEUE_HASH
 
 # The base image runs as root, which ROCm device access in the container relies on.
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
-# TileLang first: the slow layer, independent of the patch queue, so queue edits reuse its cache.
-COPY docker/install_tilelang.sh /opt/sglang-nsa-fp8/install_tilelang.sh
+# What the base really carries (python, sglang, aiter, torch/HIP, ROCm, llvm-config), printed
+# at the top of the build log; `make image` compares it with the lock before building.
+COPY docker/base_report.py /opt/sglang-nsa-fp8/base_report.py
+RUN python3 /opt/sglang-nsa-fp8/base_report.py
+
+# TileLang: the slow layer (tens of minutes), independent of the patch queue.
+COPY docker/install_tilelang.sh docker/tilelang_build.sh /opt/sglang-nsa-fp8/
 RUN /opt/sglang-nsa-fp8/install_tilelang.sh
+
+# Everything below changes with the queue or the sglang pin.
+ARG SGLANG_VERSION
+ARG AITER_ROCM_VERSION
+ARG TOMLI_VERSION
+ARG QUEUE_HASH
+# Re-declared for the labels (an ARG before FROM is not visible after it); BASE_DIGEST is the
+# digest `make image` pulled, pinned or resolved from the tag at build time.
+ARG BASE_IMAGE
+ARG BASE_DIGEST
+
+# The gates read TOML; the image's Python 3.10 has no tomllib.
+RUN python3 -m pip install --no-cache-dir --no-deps "tomli==${TOMLI_VERSION}"
 
 COPY docker/install_sglang.sh docker/smoke.py /opt/sglang-nsa-fp8/
 COPY python /opt/sglang-nsa-fp8/src/python
@@ -67,6 +86,7 @@ LABEL org.opencontainers.image.title="sglang-nsa-fp8" \
       org.opencontainers.image.description="sglang with FP8 KV cache + FP8 TileLang sparse-MLA decode (DeepSeek-V3.2 NSA) for ROCm" \
       org.opencontainers.image.version="${SGLANG_VERSION}" \
       org.opencontainers.image.base.name="${BASE_IMAGE}" \
+      org.opencontainers.image.base.digest="${BASE_DIGEST}" \
       sglang-nsa-fp8.gpu-arch="${GPU_ARCH}" \
       sglang-nsa-fp8.queue-hash="${QUEUE_HASH}" \
       sglang-nsa-fp8.tilelang-commit="${TILELANG_ROCM_COMMIT}"

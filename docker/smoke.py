@@ -126,10 +126,23 @@ def check_rocm_torch() -> str:
     return f"torch {torch.__version__} (HIP {hip})"
 
 
+def check_toml_reader() -> str:
+    """The gates read config/gates.toml: tomllib on 3.11+, tomli (TOMLI_VERSION) below."""
+    if sys.version_info >= (3, 11):
+        return "tomllib (Python 3.11+)"
+    if importlib.util.find_spec("tomli") is None:
+        raise CheckFailed(
+            f"Python {sys.version.split()[0]} has no tomllib and tomli is missing: the gates "
+            "cannot read their config (the Dockerfile installs TOMLI_VERSION)"
+        )
+    return f"tomli {importlib.metadata.version('tomli')} (Python {sys.version.split()[0]})"
+
+
 def build_checks(args: argparse.Namespace) -> list[Check]:
     checks = [
         Check("tilelang", lambda: check_tilelang(args.tilelang_commit, args.tilelang_src)),
         Check("sglang", lambda: check_sglang(args.sglang_version)),
+        Check("toml reader", check_toml_reader),
     ]
     for module_name, symbol in REQUIRED_SYMBOLS:
         checks.append(Check(f"symbol {symbol}", lambda m=module_name, s=symbol: check_symbol(m, s)))

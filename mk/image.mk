@@ -4,18 +4,23 @@
 #
 #   make image [GPU_ARCH=gfx950]   build sglang-nsa-fp8:<sglang tag>-q<queue hash>-<arch>
 #   make image-print               print the exact docker build command, run nothing
+#   make image-push REGISTRY=host/org   tag + push the built image, record the pushed digest
 #   make lint-image                hadolint + shellcheck + actionlint (part of `make check`)
+#   make lint-py310                vermin: the code that runs in the image works on Python 3.10
 
 GPU_ARCH ?= gfx942
 IMAGE_NAME ?= sglang-nsa-fp8
 DOCKER ?= docker
 IMAGE_PYTHON ?= python3
-# Set to 1 to build from a base tag without digest, or from a tree that is not the current queue.
-ALLOW_UNPINNED_BASE ?=
+REGISTRY ?=
+# Set to 1 to build from a tree that is not the current queue (the tag then lies about it).
 ALLOW_STALE_TREE ?=
 
 IMAGE_TREE := build/sglang
-IMAGE_CONTEXT := build/image/context
+IMAGE_DIR := build/image
+IMAGE_CONTEXT := $(IMAGE_DIR)/context
+# scripts.image.base writes <this>.env (sourced by the build) and <this>.json (the record).
+IMAGE_BASE_OUT = $(IMAGE_DIR)/base-$(GPU_ARCH)
 
 # Lock keys per arch: ROCM_BASE_TAG_GFX942, ROCM_BASE_DIGEST_GFX950, ...
 _IMAGE_ARCH_KEY = $(subst gfx,GFX,$(GPU_ARCH))
@@ -34,10 +39,19 @@ IMAGE_TAG ?= $(IMAGE_NAME):$(SGLANG_TAG)-q$(QUEUE_HASH)-$(GPU_ARCH)
 IMAGE_LOCK_ARGS := SGLANG_VERSION TILELANG_GIT_URL TILELANG_ROCM_COMMIT TVM_FFI_GIT_URL \
 	TVM_FFI_ROCM_COMMIT TILELANG_BUILD_CYTHON_VERSION TILELANG_BUILD_CMAKE_VERSION \
 	TILELANG_BUILD_NINJA_VERSION TILELANG_BUILD_SCIKIT_BUILD_CORE_VERSION \
-	TILELANG_BUILD_SETUPTOOLS_VERSION Z3_SOLVER_VERSION AITER_ROCM_VERSION
+	TILELANG_BUILD_SETUPTOOLS_VERSION Z3_SOLVER_VERSION AITER_ROCM_VERSION TOMLI_VERSION
+
+# The base as configured (image-print); `make image` builds from the digest it pulled instead,
+# read from $(IMAGE_BASE_OUT).env (pinned, or resolved from the tag once).
+_IMAGE_PINNED_DIGEST = $(if $(findstring @,$(BASE_IMAGE)),$(lastword $(subst @, ,$(BASE_IMAGE))))
+_BUILD_BASE_IMAGE = $(BASE_IMAGE)
+_BUILD_BASE_DIGEST = $(or $(_IMAGE_PINNED_DIGEST),resolved-at-build)
+image: _BUILD_BASE_IMAGE = "$$(sed -n 's/^BASE_IMAGE_RESOLVED=//p' $(IMAGE_BASE_OUT).env)"
+image: _BUILD_BASE_DIGEST = "$$(sed -n 's/^BASE_DIGEST=//p' $(IMAGE_BASE_OUT).env)"
 
 IMAGE_BUILD_CMD = $(strip $(DOCKER) build -f docker/rocm.Dockerfile \
-	--build-arg BASE_IMAGE=$(BASE_IMAGE) \
+	--build-arg BASE_IMAGE=$(_BUILD_BASE_IMAGE) \
+	--build-arg BASE_DIGEST=$(_BUILD_BASE_DIGEST) \
 	--build-arg GPU_ARCH=$(GPU_ARCH) \
 	$(foreach k,$(IMAGE_LOCK_ARGS),--build-arg $(k)=$($(k))) \
 	--build-arg QUEUE_HASH=$(QUEUE_HASH) \
@@ -46,17 +60,26 @@ IMAGE_BUILD_CMD = $(strip $(DOCKER) build -f docker/rocm.Dockerfile \
 _IMAGE_PREFLIGHT = $(IMAGE_PYTHON) -m scripts.image.preflight --gpu-arch '$(GPU_ARCH)' \
 	--base-image '$(BASE_IMAGE)' --tree $(IMAGE_TREE) --patches patches \
 	--base-ref 'upstream/$(SGLANG_TAG)' \
-	$(if $(filter 1,$(ALLOW_UNPINNED_BASE)),--allow-unpinned-base) \
 	$(if $(filter 1,$(ALLOW_STALE_TREE)),--allow-stale-tree)
 
-.PHONY: image image-print image-tag lint-image
+# Files of docker/ the build context carries (the Dockerfile COPYs exactly these).
+IMAGE_CONTEXT_FILES := docker/base_report.py docker/install_tilelang.sh docker/tilelang_build.sh \
+	docker/install_sglang.sh docker/smoke.py
+
+.PHONY: image image-print image-tag image-push lint-image lint-py310
 
 image: ## Build the ROCm deployment image (GPU_ARCH=gfx942|gfx950; needs `make apply` first)
-	$(_IMAGE_PREFLIGHT)
+	$(_IMAGE_PREFLIGHT) --docker '$(DOCKER)'
+	$(IMAGE_PYTHON) -m scripts.image.base --docker '$(DOCKER)' --base-image '$(BASE_IMAGE)' \
+		--gpu-arch $(GPU_ARCH) --sglang-version $(SGLANG_VERSION) \
+		--aiter-version $(AITER_ROCM_VERSION) --out $(IMAGE_BASE_OUT)
 	rm -rf $(IMAGE_CONTEXT) && mkdir -p $(IMAGE_CONTEXT)/docker
 	cp -a $(IMAGE_TREE)/python $(IMAGE_CONTEXT)/python
-	cp docker/install_tilelang.sh docker/install_sglang.sh docker/smoke.py $(IMAGE_CONTEXT)/docker/
+	cp $(IMAGE_CONTEXT_FILES) $(IMAGE_CONTEXT)/docker/
 	$(IMAGE_BUILD_CMD)
+	$(IMAGE_PYTHON) -m scripts.image.record --docker '$(DOCKER)' --image '$(IMAGE_TAG)' \
+		--base $(IMAGE_BASE_OUT).json --queue-hash $(QUEUE_HASH) --gpu-arch $(GPU_ARCH) \
+		--out $(IMAGE_DIR)/image-$(GPU_ARCH).json
 
 image-print: ## Print the exact docker build command of `make image` without running it
 	@$(_IMAGE_PREFLIGHT) --print-only
@@ -65,15 +88,32 @@ image-print: ## Print the exact docker build command of `make image` without run
 image-tag: ## Print the tag `make image` gives the image
 	@echo '$(IMAGE_TAG)'
 
-# Linters come from the venv (pins in versions.env); actionlint runs shellcheck on `run:` blocks.
+image-push: ## Tag and push the built image to REGISTRY=host[:port]/namespace; records the digest
+	$(IMAGE_PYTHON) -m scripts.image.push --docker '$(DOCKER)' --image '$(IMAGE_TAG)' \
+		--registry '$(REGISTRY)' --out $(IMAGE_DIR)/pushed-$(GPU_ARCH).json
+
+# Linters come from the venv (pins in versions.env); actionlint runs shellcheck on `run:` blocks
+# and, run from the repository root without file arguments, lints .github/workflows/ with
+# .github/actionlint.yaml, exactly what GitHub will read.
 IMAGE_LINT_PATH := $(CURDIR)/.venv/bin:$(PATH)
 
 lint-image: export PATH := $(IMAGE_LINT_PATH)
-lint-image: ## Lint docker/rocm.Dockerfile, docker/*.sh, ci/*.sh and ci/workflows/*.yml
+lint-image: ## Lint docker/rocm.Dockerfile, docker/*.sh, ci/*.sh and .github/workflows/*.yml
 	@for t in hadolint shellcheck actionlint; do command -v $$t >/dev/null || { \
 		echo "lint-image: $$t not found; install the pins of versions.env (make env)"; exit 1; }; done
 	hadolint docker/rocm.Dockerfile
 	shellcheck -x docker/*.sh ci/*.sh
-	actionlint -config-file ci/actionlint.yaml -pyflakes= ci/workflows/*.yml
+	actionlint -pyflakes=
 
-CHECK_TARGETS += lint-image
+# Everything that runs inside the image or on the runners, checked for Python 3.10 (the ROCm
+# base images' Python) by vermin: the gates, the docker/ scripts, the image and CI helpers and
+# the queue modules they import.
+PY310_PATHS := scripts/__init__.py scripts/gates scripts/image scripts/ci docker \
+	scripts/patchqueue/__init__.py scripts/patchqueue/series.py scripts/patchqueue/report.py
+VERMIN_ARGS := --target=3.10- --violations --eval-annotations --no-tips --no-make-paths-absolute
+
+lint-py310: ## vermin: the code that runs in the image and on the runners needs only Python 3.10
+	@test -x $(VENV)/bin/vermin || { echo "lint-py310: vermin missing; run make env"; exit 1; }
+	$(VENV)/bin/vermin $(VERMIN_ARGS) $(PY310_PATHS)
+
+CHECK_TARGETS += lint-image lint-py310

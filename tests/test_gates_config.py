@@ -28,6 +28,20 @@ def test_shipped_config_defaults() -> None:
         0.01,
     )
     assert len(cfg.dataset.sha256) == 64
+    assert cfg.server.disable_radix_cache is False  # the production default
+    assert cfg.throughput.high == 0  # sized from the BF16 server's KV capacity
+    assert cfg.preflight.require_gpu and cfg.preflight.require_module
+    assert cfg.accuracy.sglang_scorer[1:] == ["-m", "sglang.test.few_shot_gsm8k"]
+
+
+def test_mtp_adds_the_speculative_flags_to_both_runs() -> None:
+    cfg = load_config(CONFIG, ["server.mtp=true"])
+    for dtype in (cfg.runs.baseline_kv_dtype, cfg.runs.candidate_kv_dtype):
+        cmd = build_command(cfg, dtype)
+        i = cmd.index("--speculative-algorithm")
+        assert cmd[i : i + 2] == ["--speculative-algorithm", "EAGLE"]
+        assert "--speculative-num-draft-tokens" in cmd
+    assert "--speculative-algorithm" not in build_command(load_config(CONFIG), "fp8_e4m3")
 
 
 def test_runs_differ_only_in_kv_cache_dtype() -> None:
@@ -59,6 +73,7 @@ def test_overrides_are_typed() -> None:
         ("runs.candidate_kv_dtype='bfloat16'", "must differ"),
         ("runs.candidate_kv_dtype='int4'", "runs.candidate_kv_dtype must be one of"),
         ("throughput.high=512", "throughput.high = 512 must be in throughput.levels"),
+        ("throughput.high_kv_load=0.0", "throughput.high_kv_load must be > 0"),
         ("accuracy.api='chat'", "accuracy.api must be"),
         ("serverport", "--set expects section.key=value"),
     ],

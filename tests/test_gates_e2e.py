@@ -74,6 +74,19 @@ def test_all_gates_pass(tmp_path: Path) -> None:
     md = (d / "throughput.md").read_text()
     assert "# Throughput gate: PASS" in md and "| 128 | candidate (fp8_e4m3) | 8320.0 |" in md
     assert "# GSM8K accuracy gate: PASS" in (d / "accuracy.md").read_text()
+    # sglang's own scorer ran on the same server and data, beside ours, for every run.
+    for role in ("baseline", "candidate"):
+        assert acc["runs"][role]["sglang_gsm8k"]["accuracy"] == 1.0
+    assert "| sglang scorer acc |" in (d / "accuracy.md").read_text()
+    # Radix cache on: every repeat gets its own seed and an emptied cache.
+    seeds = [r["seed"] for r in tp["runs"]["baseline"]["levels"]["128"]["runs"]]
+    assert seeds == [1, 2]
+    log = (d / "logs" / "server-baseline-bfloat16.log").read_text()
+    assert log.count("cache flushed") == 4  # 2 levels x 2 repeats
+    assert "--disable-radix-cache" not in log.splitlines()[0]
+    # Where it ran is recorded.
+    assert "versions" in acc["environment"] and "gpu_models" in acc["environment"]
+    assert (d / "runs.json").is_file()
     try:
         import matplotlib  # noqa: F401
     except ImportError:
@@ -91,7 +104,8 @@ def test_accuracy_gate_fails_on_regression(tmp_path: Path, capsys) -> None:  # t
     d = _run_dir(tmp_path)
     acc = json.loads((d / "accuracy.json").read_text())
     assert not acc["passed"]
-    assert [c["passed"] for c in acc["checks"]] == [False, False, True]
+    assert [c["passed"] for c in acc["checks"]] == [False, False, True, False]
+    assert acc["runs"]["candidate"]["sglang_gsm8k"]["accuracy"] == 0.8  # sglang's scorer agrees
     assert "# GSM8K accuracy gate: FAIL" in capsys.readouterr().out
     assert not (d / "throughput.json").exists()
     _no_leftovers(d)
@@ -121,3 +135,88 @@ def test_eval_gsm8k_against_a_running_server_and_print_commands(tmp_path: Path, 
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2 and "--kv-cache-dtype bfloat16" in lines[0]
     assert "--kv-cache-dtype fp8_e4m3" in lines[1]
+
+
+def test_high_concurrency_is_sized_from_the_bf16_kv_capacity(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path,
+        "healthy",
+        throughput={"levels": [2], "low": 2, "high": 0, "high_kv_load": 1.5, "repeats": 1,
+                    "prompts_per_slot": 1, "min_prompts": 2},
+    )  # fmt: skip
+    assert cli.main(["throughput", "--config", str(config)]) == 0
+    tp = json.loads((_run_dir(tmp_path) / "throughput.json").read_text())
+    high = -(-15 * 1_000_000 // (10 * (4096 + 1024)))  # ceil(1.5 x BF16 #tokens / 5120) = 293
+    assert tp["settings"]["high"] == high and tp["settings"]["levels"] == [2, high]
+    assert set(tp["runs"]["candidate"]["levels"]) == {"2", str(high)}  # FP8 measured there too
+    assert "1.5 x baseline KV #tokens" in tp["settings"]["high_from"]
+
+
+def test_a_crash_in_a_later_phase_keeps_the_earlier_summary(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    config = write_config(
+        tmp_path,
+        "healthy",
+        ["--answers", str(_answers(tmp_path, 0)), "--die-for-dtype", "fp8_e4m3"],
+        accuracy={"num_questions": 5, "parallel": 3},
+    )
+    rc = cli.main(["accuracy", "--config", str(config), "--data-path", str(MINI),
+                   "--allow-unverified-data"])  # fmt: skip
+    assert rc == 3
+    d = _run_dir(tmp_path)
+    md = (d / "incomplete.md").read_text()
+    assert "phase candidate (fp8_e4m3) failed" in md and "exited with code 1" in md
+    assert "## baseline (bfloat16): completed" in md and "GSM8K: flexible 1.0000" in md
+    data = json.loads((d / "incomplete.json").read_text())
+    assert data["completed"] == ["baseline"]
+    assert data["runs"]["baseline"]["gsm8k"]["accuracy_flexible"] == 1.0
+    assert not (d / "accuracy.json").exists()
+    _no_leftovers(d)
+
+
+def test_unpatched_upstream_run_is_compared(tmp_path: Path) -> None:
+    answers = _answers(tmp_path, 0)
+    config = _config(tmp_path)
+    launch = ["{python}", str(FIXTURES / "fake_server.py"), "--mode", "healthy",
+              "--answers", str(answers)]  # fmt: skip
+    rc = cli.main(["all", "--config", str(config), "--data-path", str(MINI),
+                   "--allow-unverified-data", "--set", f"upstream.launch={json.dumps(launch)}",
+                   "--set", "upstream.stop=['true']"])  # fmt: skip
+    assert rc == 0
+    d = _run_dir(tmp_path)
+    acc = json.loads((d / "accuracy.json").read_text())
+    assert list(acc["runs"]) == ["baseline", "candidate", "upstream"]
+    assert acc["runs"]["upstream"]["kv_dtype"] == "bfloat16"
+    names = [c["name"] for c in json.loads((d / "throughput.json").read_text())["checks"]]
+    assert "patched/upstream BF16 median TPOT at low concurrency" in names
+    acc_names = [c["name"] for c in acc["checks"]]
+    assert "patched BF16 accuracy >= upstream BF16 - tolerance" in acc_names
+    _no_leftovers(d)
+
+
+def test_preflight_fails_fast_with_make_hints_and_no_report_folder(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    config = write_config(
+        tmp_path,
+        "healthy",
+        preflight={"require_gpu": False, "require_model_dir": True,
+                   "require_module": "sglang_nsa_fp8_no_such_module"},
+    )  # fmt: skip
+    missing = tmp_path / "no" / "test.jsonl"
+    launch = "server.launch=['{python}', '-m', 'sglang.launch_server']"
+    rc = cli.main(["all", "--config", str(config), "--data-path", str(missing),
+                   "--set", launch])  # fmt: skip
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "nothing was started" in err
+    assert "GATES_MODEL=" in err and "GATES_DATA=" in err and "GATES_PYTHON" in err
+    assert "sglang_nsa_fp8_no_such_module" in err
+    assert not (tmp_path / "reports").exists()  # no empty report folder
+
+
+def test_preflight_names_a_missing_gpu(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from scripts.gates import preflight
+
+    monkeypatch.setattr(preflight, "GPU_NODES", (str(tmp_path / "kfd"),))
+    monkeypatch.setattr(preflight.glob, "glob", lambda pattern: [])
+    assert "no GPU is visible" in (preflight.gpu_problem() or "")
+    (tmp_path / "kfd").write_text("")
+    assert preflight.gpu_problem() is None

@@ -1,4 +1,7 @@
-"""`make image-print` and `make -n image` render the documented docker command for both arches.
+"""`make image-print` and `make -n image` render the documented docker command for both arches;
+`make image` and `make image-push` run end to end against a fake docker CLI
+(tests/image_fixtures/fake_docker.py): daemon check before staging, the base digest pinned or
+resolved once and recorded, a base that does not match the lock refused, the pushed digest kept.
 
 The fragment is exercised in a harness (tmp dir holding versions.env, mk/image.mk, scripts/ and a
 patch queue), so the tests do not depend on the state of the real queue; one test also runs the
@@ -7,6 +10,7 @@ real top-level Makefile.
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import shutil
@@ -16,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from scripts.image.queue_hash import queue_hash
-from tests.test_image_helpers import DERIVED_ARGS, ROOT, dockerfile_args, lock
+from tests.test_image_helpers import DERIVED_ARGS, ROOT, FakeDocker, dockerfile_args, lock
 
 HARNESS_MAKEFILE = "include versions.env\ninclude mk/image.mk\n"
 ARCHES = ("gfx942", "gfx950")
@@ -37,12 +41,15 @@ def harness(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def make(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def make(
+    cwd: Path, *args: str, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
         ["make", "--no-print-directory", "-C", str(cwd), *args],
         capture_output=True,
         text=True,
         check=False,
+        env=env,
     )
     if check:
         assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -50,7 +57,7 @@ def make(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProce
 
 
 def docker_line(output: str) -> str:
-    lines = [ln for ln in output.splitlines() if ln.startswith("docker build ")]
+    lines = [ln for ln in output.splitlines() if ln.lstrip("@ ").startswith("docker build ")]
     assert len(lines) == 1, output
     return lines[0]
 
@@ -64,7 +71,7 @@ def expected_base(arch: str, pins: dict[str, str]) -> str:
 
 def parse_build(line: str) -> tuple[dict[str, str], dict[str, str], list[str]]:
     """(build args, other options, positionals) of a `docker build` command line."""
-    tokens = shlex.split(line)[2:]
+    tokens = shlex.split(line, posix=True)[2:]
     build_args: dict[str, str] = {}
     options: dict[str, str] = {}
     positionals: list[str] = []
@@ -95,8 +102,13 @@ def test_rendered_command_passes_the_lock(harness: Path, arch: str, how: str):
         if key not in DERIVED_ARGS:
             assert value == pins[key], f"--build-arg {key}={value}, versions.env says {pins[key]}"
     assert build_args["GPU_ARCH"] == arch
-    assert build_args["BASE_IMAGE"] == expected_base(arch, pins)
     assert build_args["QUEUE_HASH"] == qhash
+    if how == "image-print":
+        assert build_args["BASE_IMAGE"] == expected_base(arch, pins)
+    else:  # `make image` builds from the digest scripts.image.base pulled and recorded
+        env_file = f"build/image/base-{arch}.env"
+        assert build_args["BASE_IMAGE"] == f"$(sed -n 's/^BASE_IMAGE_RESOLVED=//p' {env_file})"
+        assert build_args["BASE_DIGEST"] == f"$(sed -n 's/^BASE_DIGEST=//p' {env_file})"
     assert options == {
         "-f": "docker/rocm.Dockerfile",
         "-t": f"sglang-nsa-fp8:{pins['SGLANG_TAG']}-q{qhash}-{arch}",
@@ -131,16 +143,6 @@ def test_unknown_arch_is_refused(harness: Path):
     assert "GPU_ARCH='gfx90a' is not supported" in proc.stderr
 
 
-def test_unpinned_base_is_refused_by_make_image(harness: Path):
-    pins = lock()
-    if pins["ROCM_BASE_DIGEST_GFX942"]:
-        pytest.skip("the lock pins a digest; covered by test_preflight_refuses_unpinned_base")
-    proc = make(harness, "image", check=False)
-    assert proc.returncode != 0
-    assert "not pinned by digest" in proc.stderr and "ALLOW_UNPINNED_BASE=1" in proc.stderr
-    assert "docker build" not in proc.stdout  # refused before staging or docker
-
-
 def test_missing_series_stops_make(harness: Path):
     (harness / "patches" / "series").unlink()
     proc = make(harness, "image-print", check=False)
@@ -169,3 +171,97 @@ def test_real_makefile_renders_the_command():
         assert build_args["GPU_ARCH"] == arch
         assert options["-t"].endswith(f"-{arch}")
         assert build_args["QUEUE_HASH"] == queue_hash(ROOT / "patches")
+
+
+# --- make image / image-push against a fake docker ----------------------------------------------
+
+DIGEST = "sha256:" + "be" * 32
+BASE_OK = {"sglang": "0.5.9", "amd-aiter": "x", "torch": "2.9.0", "torch_hip": "7.0"}
+
+
+@pytest.fixture
+def docker(harness: Path, tmp_path: Path) -> FakeDocker:
+    fake = FakeDocker(tmp_path)
+    fake.set("digest", DIGEST)
+    fake.set("base.json", json.dumps(BASE_OK))
+    tree = harness / "build" / "sglang" / "python" / "sglang"
+    tree.mkdir(parents=True)
+    (tree / "__init__.py").write_text("")
+    return fake
+
+
+def make_image(harness: Path, docker: FakeDocker, *args: str) -> subprocess.CompletedProcess[str]:
+    return make(harness, "image", "ALLOW_STALE_TREE=1", *args, check=False, env=docker.env)
+
+
+def verbs(docker: FakeDocker) -> list[str]:
+    return [c[0] for c in docker.calls()]
+
+
+def test_unreachable_daemon_stops_before_staging(harness: Path, docker: FakeDocker):
+    docker.set("daemon_down")
+    proc = make_image(harness, docker)
+    assert proc.returncode != 0
+    assert "no reachable Docker daemon" in proc.stderr and 'DOCKER="sudo docker"' in proc.stderr
+    assert verbs(docker) == ["info"]
+    assert not (harness / "build" / "image" / "context").exists()
+
+
+def test_unpinned_base_is_resolved_once_recorded_and_printed(harness: Path, docker: FakeDocker):
+    pins = lock()
+    if pins["ROCM_BASE_DIGEST_GFX942"]:
+        pytest.skip("the lock pins gfx942; the pinned path is tested below")
+    proc = make_image(harness, docker)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    tag = f"{pins['ROCM_BASE_REPO']}:{pins['ROCM_BASE_TAG_GFX942']}"
+    assert f"ROCM_BASE_DIGEST_GFX942={DIGEST}" in proc.stdout  # the line to commit
+    assert ["pull", tag] in docker.calls()
+    build = next(c for c in docker.calls() if c[0] == "build")
+    assert f"BASE_IMAGE={tag}@{DIGEST}" in build and f"BASE_DIGEST={DIGEST}" in build
+    record = json.loads((harness / "build" / "image" / "image-gfx942.json").read_text())
+    assert record["base_image"] == f"{tag}@{DIGEST}" and record["base_digest"] == DIGEST
+    assert record["pin_line"] == f"ROCM_BASE_DIGEST_GFX942={DIGEST}"
+    assert record["base"]["sglang"] == "0.5.9" and record["image_id"].startswith("sha256:")
+
+
+def test_pinned_digest_that_does_not_match_is_refused(harness: Path, docker: FakeDocker):
+    pinned = "sha256:" + "0a" * 32
+    proc = make_image(harness, docker, f"BASE_IMAGE=example/base:1@{pinned}")
+    assert proc.returncode != 0
+    assert f"the pin says {pinned}" in proc.stderr and DIGEST in proc.stderr
+    assert "build" not in verbs(docker)
+
+
+def test_pinned_digest_that_matches_builds(harness: Path, docker: FakeDocker):
+    proc = make_image(harness, docker, f"BASE_IMAGE=example/base:1@{DIGEST}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "commit this line" not in proc.stdout
+    build = next(c for c in docker.calls() if c[0] == "build")
+    assert f"BASE_IMAGE=example/base:1@{DIGEST}" in build
+
+
+def test_base_that_does_not_match_the_lock_is_refused(harness: Path, docker: FakeDocker):
+    docker.set("base_fails")
+    proc = make_image(harness, docker)
+    assert proc.returncode != 0
+    assert "does not match versions.env" in proc.stderr
+    assert "build" not in verbs(docker)
+    assert not (harness / "build" / "image" / "context").exists()
+
+
+def test_image_push_tags_pushes_and_records_the_digest(harness: Path, docker: FakeDocker):
+    tag = make(harness, "image-tag").stdout.strip()
+    proc = make(
+        harness, "image-push", "REGISTRY=registry.example:5000/ml", check=False, env=docker.env
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    target = f"registry.example:5000/ml/{tag}"
+    assert ["tag", tag, target] in docker.calls() and ["push", target] in docker.calls()
+    record = json.loads((harness / "build" / "image" / "pushed-gfx942.json").read_text())
+    assert record["digest"] == DIGEST and record["pull"] == f"{target}@{DIGEST}"
+
+
+def test_image_push_needs_a_registry(harness: Path, docker: FakeDocker):
+    proc = make(harness, "image-push", check=False, env=docker.env)
+    assert proc.returncode != 0 and "set REGISTRY=" in proc.stderr
+    assert docker.calls() == []

@@ -105,8 +105,10 @@ def num_prompts(cfg: GatesConfig, concurrency: int) -> int:
 
 
 def build_bench_command(
-    cfg: GatesConfig, base_url: str, concurrency: int, output_file: Path
+    cfg: GatesConfig, base_url: str, concurrency: int, output_file: Path, seed: int | None = None
 ) -> list[str]:
+    """``seed`` defaults to throughput.seed; the runner gives repeat r the seed ``seed + r`` so
+    that, with the radix cache on, a repeat does not reuse the previous repeat's prompts."""
     t, s = cfg.throughput, cfg.server
     host, port = base_url.removeprefix("http://").rsplit(":", 1)
     return cfg.expand(t.bench) + [
@@ -120,21 +122,26 @@ def build_bench_command(
         "--random-range-ratio", str(t.range_ratio),
         "--num-prompts", str(num_prompts(cfg, concurrency)),
         "--max-concurrency", str(concurrency),
-        "--seed", str(t.seed),
+        "--seed", str(t.seed if seed is None else seed),
         "--warmup-requests", str(t.warmup_requests),
         "--output-file", str(output_file),
     ] + list(t.extra_args)  # fmt: skip
 
 
 def run_bench(
-    cfg: GatesConfig, base_url: str, concurrency: int, out_dir: Path, tag: str
+    cfg: GatesConfig,
+    base_url: str,
+    concurrency: int,
+    out_dir: Path,
+    tag: str,
+    seed: int | None = None,
 ) -> dict[str, Any]:
     """One bench_serving run; returns the merged metrics (plus ``log`` and ``wall_s``)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     jsonl = out_dir / f"{tag}.jsonl"
     log = out_dir / f"{tag}.log"
     jsonl.unlink(missing_ok=True)
-    cmd = build_bench_command(cfg, base_url, concurrency, jsonl)
+    cmd = build_bench_command(cfg, base_url, concurrency, jsonl, seed)
     t0 = time.monotonic()
     with log.open("wb") as f:
         f.write(("$ " + " ".join(cmd) + "\n").encode())
@@ -168,5 +175,6 @@ def run_bench(
             f"succeeded; see {log} and the server log"
         )
     result = {k: v for k, v in result.items() if k not in ("server_info",)}
-    result.update(log=str(log), wall_s=round(time.monotonic() - t0, 2))
+    used_seed = int(cmd[cmd.index("--seed") + 1])
+    result.update(log=str(log), wall_s=round(time.monotonic() - t0, 2), seed=used_seed)
     return result

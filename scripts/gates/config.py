@@ -7,12 +7,24 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from scripts.gates.errors import ConfigError
+
+# tomllib is 3.11+; the ROCm images run Python 3.10, where tomli (same API, TOMLI_VERSION in
+# versions.env, installed by the image and by scripts/setup_env.sh) stands in for it.
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    try:
+        import tomli as tomllib
+    except ImportError as exc:
+        raise ImportError(
+            "Python < 3.11 needs tomli to read config/gates.toml: pip install tomli "
+            "(the version pinned as TOMLI_VERSION in versions.env)"
+        ) from exc
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = REPO_ROOT / "config" / "gates.toml"
@@ -62,7 +74,18 @@ class ServerConfig:
     nsa_decode_backend: str = "tilelang"
     mem_fraction_static: float = 0.85
     trust_remote_code: bool = True
-    disable_radix_cache: bool = True
+    disable_radix_cache: bool = False
+    # MTP (DeepSeek's next-token heads, sglang's EAGLE path): verify and draft-extend then run
+    # through the FP8 kernel too. Off by default; `--mtp` / GATES_MTP=1 turns it on.
+    mtp: bool = False
+    mtp_args: list[str] = field(
+        default_factory=lambda: [
+            "--speculative-algorithm", "EAGLE",
+            "--speculative-num-steps", "3",
+            "--speculative-eagle-topk", "1",
+            "--speculative-num-draft-tokens", "4",
+        ]
+    )  # fmt: skip
     extra_args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     startup_timeout_s: float = 3600.0
@@ -100,6 +123,12 @@ class AccuracyConfig:
     floor: float = 0.93
     tolerance: float = 0.015
     max_invalid: float = 0.01
+    # sglang's own few-shot GSM8K scorer (where the 0.93 floor comes from), run on the same
+    # server and data after ours and reported beside it; [] = off.
+    sglang_scorer: list[str] = field(
+        default_factory=lambda: ["{python}", "-m", "sglang.test.few_shot_gsm8k"]
+    )
+    sglang_scorer_timeout_s: float = 3600.0
 
 
 @dataclass
@@ -112,7 +141,10 @@ class ThroughputConfig:
     seed: int = 1
     levels: list[int] = field(default_factory=lambda: [1, 8, 64, 256])
     low: int = 8
-    high: int = 256
+    # 0 = sized at run time from the KV capacity the baseline (BF16) server reports:
+    # ceil(high_kv_load * bf16 #tokens / (input_len + output_len)) concurrent requests.
+    high: int = 0
+    high_kv_load: float = 1.5
     prompts_per_slot: int = 4
     min_prompts: int = 8
     repeats: int = 3
@@ -122,6 +154,28 @@ class ThroughputConfig:
     min_throughput_ratio: float = 1.0
     max_tpot_ratio: float = 1.05
     min_kv_ratio: float = 1.7
+
+
+@dataclass
+class PreflightConfig:
+    """What must hold before anything is downloaded or started (tests turn parts off)."""
+
+    require_gpu: bool = True
+    # A module only the patched sglang has, imported by the interpreter that runs the server.
+    require_module: str = "sglang.srt.mem_cache.fp8_kv_store"
+    require_model_dir: bool = True
+
+
+@dataclass
+class UpstreamConfig:
+    """Optional third run: the unpatched upstream image of the same release, KV dtype of the
+    baseline, so a regression the patches cause in the bf16 kernels shows up."""
+
+    launch: list[str] = field(default_factory=list)  # [] = off; the server command prefix
+    stop: list[str] = field(default_factory=list)  # run after teardown, e.g. docker rm -f NAME
+    accuracy_tolerance: float = 0.015
+    min_throughput_ratio: float = 0.95
+    max_tpot_ratio: float = 1.05
 
 
 @dataclass
@@ -136,6 +190,8 @@ class GatesConfig:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     accuracy: AccuracyConfig = field(default_factory=AccuracyConfig)
     throughput: ThroughputConfig = field(default_factory=ThroughputConfig)
+    preflight: PreflightConfig = field(default_factory=PreflightConfig)
+    upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     source: str = ""
 
@@ -242,11 +298,15 @@ def validate(cfg: GatesConfig) -> None:
             raise ConfigError(f"accuracy.{name} must be within [0, 1]")
     if not t.levels or any(c < 1 for c in t.levels):
         raise ConfigError("throughput.levels must be a non-empty list of concurrencies >= 1")
-    for name in ("low", "high"):
-        if getattr(t, name) not in t.levels:
-            raise ConfigError(
-                f"throughput.{name} = {getattr(t, name)} must be in throughput.levels"
-            )
+    if t.low not in t.levels:
+        raise ConfigError(f"throughput.low = {t.low} must be in throughput.levels")
+    if t.high != 0 and t.high not in t.levels:
+        raise ConfigError(
+            f"throughput.high = {t.high} must be in throughput.levels (or 0: sized from the "
+            "BF16 server's KV capacity)"
+        )
+    if t.high_kv_load <= 0:
+        raise ConfigError("throughput.high_kv_load must be > 0")
     if t.repeats < 1:
         raise ConfigError("throughput.repeats must be >= 1")
 

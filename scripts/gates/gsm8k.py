@@ -35,6 +35,7 @@ class Dataset:
     source: str
     sha256: str
     verified: bool
+    path: Path | None = None  # the local file (sglang's own scorer reads it too)
 
 
 def _sha256(data: bytes) -> str:
@@ -69,7 +70,7 @@ def _download(url: str, dest: Path, expected: str) -> bytes:
     except requests.RequestException as exc:
         raise DataError(
             f"cannot download GSM8K from {url}: {exc}. On an offline node copy the official "
-            "test split there and pass --data-path /path/to/test.jsonl"
+            "test split there and pass GATES_DATA=/path/to/test.jsonl (script: --data-path)"
         ) from exc
     data = r.content
     if expected and _sha256(data) != expected:
@@ -90,7 +91,7 @@ def load_test_split(cfg: GatesConfig, data_path: str | None = None) -> Dataset:
     if path:
         p = cfg.resolve_path(path)
         if not p.is_file():
-            raise DataError(f"--data-path {p} does not exist")
+            raise DataError(f"GSM8K file {p} does not exist: fix GATES_DATA= (script: --data-path)")
         data = p.read_bytes()
         sha = _sha256(data)
         verified = bool(d.sha256) and sha == d.sha256
@@ -99,18 +100,20 @@ def load_test_split(cfg: GatesConfig, data_path: str | None = None) -> Dataset:
                 f"{p} has sha256 {sha}, not the official test split's {d.sha256}; "
                 "pass --allow-unverified-data to use another copy or a subset on purpose"
             )
-        return Dataset(parse_jsonl(data, str(p)), str(p), sha, verified)
+        return Dataset(parse_jsonl(data, str(p)), str(p), sha, verified, p)
     if not d.url:
         raise DataError("no GSM8K source: set dataset.url or pass --data-path")
     cache = cfg.resolve_path(d.cache_dir) / "test.jsonl"
     if cache.is_file():
         data = cache.read_bytes()
         if not d.sha256 or _sha256(data) == d.sha256:
-            return Dataset(parse_jsonl(data, str(cache)), str(cache), _sha256(data), bool(d.sha256))
+            return Dataset(
+                parse_jsonl(data, str(cache)), str(cache), _sha256(data), bool(d.sha256), cache
+            )
         print(f"[gsm8k] cached {cache} fails its checksum; downloading again")
     print(f"[gsm8k] downloading {d.url}")
     data = _download(d.url, cache, d.sha256)
-    return Dataset(parse_jsonl(data, d.url), d.url, _sha256(data), bool(d.sha256))
+    return Dataset(parse_jsonl(data, d.url), d.url, _sha256(data), bool(d.sha256), cache)
 
 
 def load_fewshot(cfg: GatesConfig) -> list[dict[str, Any]]:

@@ -15,8 +15,7 @@ def plot_throughput(report: dict[str, Any], path: Path) -> None:
 
     levels = report["settings"]["levels"]
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    for role, marker in (("baseline", "o"), ("candidate", "s")):
-        run = report["runs"][role]
+    for (role, run), marker in zip(report["runs"].items(), ("o", "s", "^")):
         meds, lo, hi = [], [], []
         for level in levels:
             agg = run["levels"][str(level)]["aggregate"]["output_throughput"]

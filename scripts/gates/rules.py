@@ -59,7 +59,7 @@ def accuracy_checks(
     ]
 
 
-def _ratio(num: float | None, den: float | None) -> float | None:
+def ratio(num: float | None, den: float | None) -> float | None:
     if num is None or den is None or den <= 0:
         return None
     return num / den
@@ -78,9 +78,9 @@ def throughput_checks(
     min_kv_ratio: float,
 ) -> list[Check]:
     """A missing measurement fails its check (value None) instead of passing silently."""
-    tput = _ratio(candidate_high_tput, baseline_high_tput)
-    tpot = _ratio(candidate_low_tpot, baseline_low_tpot)
-    kv = _ratio(
+    tput = ratio(candidate_high_tput, baseline_high_tput)
+    tpot = ratio(candidate_low_tpot, baseline_low_tpot)
+    kv = ratio(
         None if candidate_kv_tokens is None else float(candidate_kv_tokens),
         None if baseline_kv_tokens is None else float(baseline_kv_tokens),
     )

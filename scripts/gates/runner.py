@@ -1,19 +1,31 @@
-"""Orchestration: baseline server, then candidate server, back to back; each runs the selected
-gates (so `make gates` loads each model once); then verdicts and reports."""
+"""Orchestration: baseline server, then candidate server (then, if configured, the unpatched
+upstream server), back to back; each runs the selected gates (so `make gates` loads each server
+configuration once); then verdicts and reports.
+
+Nothing is created on disk before the pre-flight checks and the data pass; after each server
+phase the results so far are saved (runs.json), and a phase that crashes leaves an
+incomplete.md/.json with the earlier phases' summary."""
 
 from __future__ import annotations
 
+import math
 import platform
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from scripts.gates import bench, gsm8k, rules, stats
+from scripts.gates import bench, environment, gsm8k, preflight, rules, sglang_scorer, stats
 from scripts.gates.config import GatesConfig, as_dict
 from scripts.gates.errors import GateError, RequestFailed, ServerError
 from scripts.gates.plot import plot_throughput
 from scripts.gates.progress import Progress
-from scripts.gates.report import accuracy_markdown, throughput_markdown, write_json
+from scripts.gates.report import (
+    accuracy_markdown,
+    incomplete_markdown,
+    throughput_markdown,
+    write_json,
+)
 from scripts.gates.server import Server, build_command
 
 _ALIASES = {"bf16": "bfloat16"}
@@ -38,30 +50,71 @@ def check_reported_dtype(srv: Server) -> str:
     return f"server reports {got}"
 
 
-def run_throughput(cfg: GatesConfig, srv: Server, out_dir: Path, label: str) -> dict[str, Any]:
+def high_concurrency(cfg: GatesConfig, baseline_kv_tokens: int | None) -> int:
+    """throughput.high, or (when 0) the concurrency whose requests need high_kv_load times the
+    baseline's KV capacity: BF16 must queue or preempt there, FP8's ~1.8x need not."""
     t = cfg.throughput
-    progress = Progress(f"bench {label}", len(t.levels) * t.repeats)
-    levels: dict[str, Any] = {}
+    if t.high:
+        return t.high
+    if not baseline_kv_tokens:
+        raise ServerError(
+            "throughput.high = 0 sizes the load from the baseline's KV capacity, but its log has "
+            "no 'KV Cache is allocated. #tokens: N' line; set throughput.high explicitly"
+        )
+    return max(1, math.ceil(t.high_kv_load * baseline_kv_tokens / (t.input_len + t.output_len)))
+
+
+def levels_for(cfg: GatesConfig, high: int) -> list[int]:
+    return sorted(set(cfg.throughput.levels) | {high})
+
+
+def run_throughput(
+    cfg: GatesConfig, srv: Server, out_dir: Path, label: str, levels: list[int]
+) -> dict[str, Any]:
+    t = cfg.throughput
+    progress = Progress(f"bench {label}", len(levels) * t.repeats)
+    result: dict[str, Any] = {}
     try:
-        for level in t.levels:
+        for level in levels:
             runs = []
             for rep in range(t.repeats):
+                # Radix cache on (production default): a fresh seed per repeat and an empty
+                # cache, so no repeat is served from the previous one's prefixes.
+                srv.flush_cache()
                 try:
                     runs.append(
-                        bench.run_bench(cfg, srv.url, level, out_dir, f"{label}-c{level}-r{rep}")
+                        bench.run_bench(
+                            cfg, srv.url, level, out_dir, f"{label}-c{level}-r{rep}", t.seed + rep
+                        )
                     )
                 except GateError:
                     srv.check_alive()  # a dead server is the better explanation
                     raise
                 progress.update(note=f"c={level} {runs[-1]['output_throughput']:.1f} tok/s")
-            levels[str(level)] = {"runs": runs, "aggregate": stats.aggregate(runs)}
+            result[str(level)] = {"runs": runs, "aggregate": stats.aggregate(runs)}
     finally:
         progress.close()
-    return levels
+    return result
 
 
 def _median(run: dict[str, Any], level: int, metric: str) -> float | None:
     return run["levels"][str(level)]["aggregate"][metric]["median"]
+
+
+def roles(cfg: GatesConfig) -> list[tuple[str, str, list[str] | None, list[str]]]:
+    """(role, KV dtype, launch prefix or None for server.launch, stop command) in run order."""
+    out: list[tuple[str, str, list[str] | None, list[str]]] = [
+        ("baseline", cfg.runs.baseline_kv_dtype, None, []),
+        ("candidate", cfg.runs.candidate_kv_dtype, None, []),
+    ]
+    if cfg.upstream.launch:
+        out.append(("upstream", cfg.runs.baseline_kv_dtype, cfg.upstream.launch, cfg.upstream.stop))
+    return out
+
+
+def _server_python(cfg: GatesConfig) -> str:
+    argv = cfg.expand(cfg.server.launch)
+    return argv[0] if argv and "-m" in argv else sys.executable
 
 
 def run_gates(
@@ -72,54 +125,134 @@ def run_gates(
     report_dir: str | None = None,
 ) -> int:
     """Returns 0 if every selected gate passed, 1 if one failed. Infrastructure errors raise."""
+    preflight.check(cfg, which, data_path)
+    dataset = gsm8k.load_test_split(cfg, data_path) if "accuracy" in which else None
+    if dataset is not None:
+        gsm8k.load_fewshot(cfg)  # fail on a bad few-shot setting before loading any model
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_dir = cfg.resolve_path(report_dir or cfg.report.dir) / f"gates-{stamp}"
     run_dir.mkdir(parents=True, exist_ok=True)
     print(f"[gates] reports and logs: {run_dir}")
-    dataset = gsm8k.load_test_split(cfg, data_path) if "accuracy" in which else None
-    if dataset is not None:
-        gsm8k.load_fewshot(cfg)  # fail on a bad few-shot setting before loading any model
+    env = environment.collect(_server_python(cfg))
+    print(f"[gates] {environment.markdown(env)}")
     meta = {
         "started": stamp,
         "host": platform.node(),
+        "environment": env,
         "config_file": cfg.source,
         "config": as_dict(cfg),
     }
     runs: dict[str, dict[str, Any]] = {}
-    for role, dtype in (
-        ("baseline", cfg.runs.baseline_kv_dtype),
-        ("candidate", cfg.runs.candidate_kv_dtype),
-    ):
-        with Server(cfg, dtype, run_dir / "logs" / f"server-{role}-{dtype}.log") as srv:
-            assert srv.info is not None
-            run: dict[str, Any] = {
-                "kv_dtype": dtype,
-                "command": build_command(cfg, dtype),
-                "server": {
-                    "kv_tokens": srv.info.kv_tokens,
-                    "startup_s": round(srv.info.startup_s, 1),
-                    "log": str(srv.info.log_path),
-                    "dtype_check": check_reported_dtype(srv),
-                },
-            }
-            if dataset is not None:
-                try:
-                    run["gsm8k"] = gsm8k.evaluate(
-                        cfg, srv.url, dataset, f"{role}-{dtype}",
-                        run_dir / "gsm8k" / f"{role}-{dtype}.jsonl",
-                    )  # fmt: skip
-                except RequestFailed:
-                    srv.check_alive()
-                    raise
-            if "throughput" in which:
-                run["levels"] = run_throughput(cfg, srv, run_dir / "bench", f"{role}-{dtype}")
+    high: int | None = None
+    phase = ""
+    try:
+        for role, dtype, launch, stop in roles(cfg):
+            phase = f"{role} ({dtype})"
+            log = run_dir / "logs" / f"server-{role}-{dtype}.log"
+            with Server(cfg, dtype, log, launch=launch, stop_cmd=stop) as srv:
+                assert srv.info is not None
+                run: dict[str, Any] = {
+                    "kv_dtype": dtype,
+                    "command": build_command(cfg, dtype, launch),
+                    "server": {
+                        "kv_tokens": srv.info.kv_tokens,
+                        "startup_s": round(srv.info.startup_s, 1),
+                        "log": str(srv.info.log_path),
+                        "dtype_check": check_reported_dtype(srv),
+                    },
+                }
+                if dataset is not None:
+                    run.update(_accuracy_phase(cfg, srv, dataset, run_dir, f"{role}-{dtype}"))
+                if "throughput" in which:
+                    if high is None:
+                        high = high_concurrency(cfg, srv.info.kv_tokens)
+                        print(f"[gates] high concurrency: {high}")
+                    run["levels"] = run_throughput(
+                        cfg, srv, run_dir / "bench", f"{role}-{dtype}", levels_for(cfg, high)
+                    )
             runs[role] = run
+            write_json(run_dir / "runs.json", {"completed": list(runs), "runs": runs, **meta})
+    except BaseException as exc:  # GateError, Ctrl-C, SIGTERM: keep what the earlier phases got
+        _incomplete_report(run_dir, runs, phase, exc, meta)
+        raise
     status = 0
     if dataset is not None:
         status |= _accuracy_report(cfg, runs, dataset, meta, run_dir)
     if "throughput" in which:
-        status |= _throughput_report(cfg, runs, meta, run_dir)
+        assert high is not None
+        status |= _throughput_report(cfg, runs, meta, run_dir, high)
     return status
+
+
+def _accuracy_phase(
+    cfg: GatesConfig, srv: Server, dataset: gsm8k.Dataset, run_dir: Path, label: str
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    try:
+        out["gsm8k"] = gsm8k.evaluate(
+            cfg, srv.url, dataset, label, run_dir / "gsm8k" / f"{label}.jsonl"
+        )
+    except RequestFailed:
+        srv.check_alive()
+        raise
+    if cfg.accuracy.sglang_scorer and dataset.path is not None:
+        try:
+            out["sglang_gsm8k"] = sglang_scorer.run(
+                cfg, srv.url, dataset.path, run_dir / "gsm8k" / f"{label}-sglang-scorer.log"
+            )
+        except GateError:
+            srv.check_alive()
+            raise
+    return out
+
+
+def _incomplete_report(
+    d: Path, runs: dict[str, Any], phase: str, exc: BaseException, meta: dict[str, Any]
+) -> None:
+    error = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    report = {"completed": list(runs), "failed_phase": phase, "error": error, "runs": runs, **meta}
+    write_json(d / "incomplete.json", report)
+    md = incomplete_markdown(report)
+    (d / "incomplete.md").write_text(md)
+    print(md, file=sys.stderr)
+
+
+def _upstream_checks(cfg: GatesConfig, runs: dict[str, Any], kind: str, **k: Any) -> list[Any]:
+    if "upstream" not in runs:
+        return []
+    u, base, up = cfg.upstream, runs["baseline"], runs["upstream"]
+    if kind == "accuracy":
+        metric = f"accuracy_{cfg.accuracy.metric}"
+        b, x = base["gsm8k"][metric], up["gsm8k"][metric]
+        return [
+            rules.Check(
+                "patched BF16 accuracy >= upstream BF16 - tolerance",
+                b + rules.EPS >= x - u.accuracy_tolerance,
+                b,
+                x - u.accuracy_tolerance,
+                f"{b:.4f} vs upstream {x:.4f} - {u.accuracy_tolerance:.4f}",
+            )
+        ]
+    high, low = k["high"], cfg.throughput.low
+    metric = "output_throughput"
+    tput = rules.ratio(_median(base, high, metric), _median(up, high, metric))
+    tpot = rules.ratio(_median(base, low, "median_tpot_ms"), _median(up, low, "median_tpot_ms"))
+    return [
+        rules.Check(
+            "patched/upstream BF16 output throughput at high concurrency",
+            tput is not None and tput + rules.EPS >= u.min_throughput_ratio,
+            tput,
+            u.min_throughput_ratio,
+            f"patched/upstream = {tput} (need >= {u.min_throughput_ratio})",
+        ),
+        rules.Check(
+            "patched/upstream BF16 median TPOT at low concurrency",
+            tpot is not None and tpot - rules.EPS <= u.max_tpot_ratio,
+            tpot,
+            u.max_tpot_ratio,
+            f"patched/upstream = {tpot} (need <= {u.max_tpot_ratio})",
+        ),
+    ]
 
 
 def _accuracy_report(
@@ -136,6 +269,18 @@ def _accuracy_report(
         base[key], cand[key], cand[f"invalid_{a.metric}"],
         floor=a.floor, tolerance=a.tolerance, max_invalid=a.max_invalid,
     )  # fmt: skip
+    scorer = runs["candidate"].get("sglang_gsm8k")
+    if scorer is not None:
+        checks.append(
+            rules.Check(
+                "candidate accuracy (sglang's scorer) >= floor",
+                scorer["accuracy"] + rules.EPS >= a.floor,
+                scorer["accuracy"],
+                a.floor,
+                f"{scorer['accuracy']:.4f} vs floor {a.floor:.4f} (the floor's own scorer)",
+            )
+        )
+    checks += _upstream_checks(cfg, runs, "accuracy")
     passed = all(c.passed for c in checks)
     report = {
         "gate": "accuracy",
@@ -161,13 +306,13 @@ def _accuracy_report(
 
 
 def _throughput_report(
-    cfg: GatesConfig, runs: dict[str, Any], meta: dict[str, Any], d: Path
+    cfg: GatesConfig, runs: dict[str, Any], meta: dict[str, Any], d: Path, high: int
 ) -> int:
     t = cfg.throughput
     base, cand = runs["baseline"], runs["candidate"]
     checks = rules.throughput_checks(
-        baseline_high_tput=_median(base, t.high, "output_throughput"),
-        candidate_high_tput=_median(cand, t.high, "output_throughput"),
+        baseline_high_tput=_median(base, high, "output_throughput"),
+        candidate_high_tput=_median(cand, high, "output_throughput"),
         baseline_low_tpot=_median(base, t.low, "median_tpot_ms"),
         candidate_low_tpot=_median(cand, t.low, "median_tpot_ms"),
         baseline_kv_tokens=base["server"]["kv_tokens"],
@@ -176,7 +321,9 @@ def _throughput_report(
         max_tpot_ratio=t.max_tpot_ratio,
         min_kv_ratio=t.min_kv_ratio,
     )
+    checks += _upstream_checks(cfg, runs, "throughput", high=high)
     passed = all(c.passed for c in checks)
+    levels = levels_for(cfg, high)
     report: dict[str, Any] = {
         "gate": "throughput",
         "passed": passed,
@@ -186,10 +333,17 @@ def _throughput_report(
             "output_len": t.output_len,
             "seed": t.seed,
             "repeats": t.repeats,
-            "levels": t.levels,
+            "levels": levels,
             "low": t.low,
-            "high": t.high,
-            "num_prompts": {str(c): bench.num_prompts(cfg, c) for c in t.levels},
+            "high": high,
+            "high_from": (
+                "throughput.high"
+                if t.high
+                else f"{t.high_kv_load} x baseline KV #tokens / (input_len + output_len)"
+            ),
+            "radix_cache": not cfg.server.disable_radix_cache,
+            "mtp": cfg.server.mtp,
+            "num_prompts": {str(c): bench.num_prompts(cfg, c) for c in levels},
         },
         "checks": [c.as_dict() for c in checks],
         "runs": {role: {k: v for k, v in r.items() if k != "gsm8k"} for role, r in runs.items()},

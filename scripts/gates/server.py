@@ -18,7 +18,7 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any, Self
+from typing import Any
 
 import requests
 
@@ -31,10 +31,11 @@ KV_LINE = re.compile(r"KV Cache is allocated\. #tokens: (\d+)")
 _LIVE_GROUPS: set[int] = set()
 
 
-def build_command(cfg: GatesConfig, kv_dtype: str) -> list[str]:
-    """The launch command; the baseline and candidate runs differ only in ``--kv-cache-dtype``."""
+def build_command(cfg: GatesConfig, kv_dtype: str, launch: list[str] | None = None) -> list[str]:
+    """The launch command; the baseline and candidate runs differ only in ``--kv-cache-dtype``
+    (the upstream run, if any, also in its ``launch`` prefix)."""
     s = cfg.server
-    cmd = cfg.expand(s.launch) + [
+    cmd = cfg.expand(launch or s.launch) + [
         "--model-path", s.model_path,
         "--tp-size", str(s.tp),
         "--host", s.host,
@@ -49,6 +50,8 @@ def build_command(cfg: GatesConfig, kv_dtype: str) -> list[str]:
         cmd.append("--trust-remote-code")
     if s.disable_radix_cache:
         cmd.append("--disable-radix-cache")
+    if s.mtp:
+        cmd += list(s.mtp_args)
     return cmd + list(s.extra_args)
 
 
@@ -145,9 +148,19 @@ class Server:
     whole process group is killed. SIGTERM is turned into ``Interrupted`` so ``finally`` runs.
     """
 
-    def __init__(self, cfg: GatesConfig, kv_dtype: str, log_path: Path, quiet: bool = False):
+    def __init__(
+        self,
+        cfg: GatesConfig,
+        kv_dtype: str,
+        log_path: Path,
+        quiet: bool = False,
+        launch: list[str] | None = None,
+        stop_cmd: list[str] | None = None,
+    ):
         self.cfg = cfg
         self.kv_dtype = kv_dtype
+        self.launch = launch
+        self.stop_cmd = stop_cmd or []
         self.log_path = log_path
         self.quiet = quiet
         self.url = f"http://{cfg.server.host}:{cfg.server.port}"
@@ -177,7 +190,7 @@ class Server:
 
     def start(self) -> ServerInfo:
         self._check_port_free()
-        cmd = build_command(self.cfg, self.kv_dtype)
+        cmd = build_command(self.cfg, self.kv_dtype, self.launch)
         env = dict(os.environ)
         env.update(self.cfg.server.env)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -277,6 +290,14 @@ class Server:
             pass
         return None
 
+    def flush_cache(self) -> None:
+        """Empty the radix cache, so a benchmark repeat measures full prefill (best effort: a
+        server without the endpoint is measured as it is)."""
+        try:
+            requests.post(self.url + "/flush_cache", timeout=30)
+        except requests.RequestException:
+            pass
+
     def check_alive(self) -> None:
         """Raise a clear error (with log tail) if the server died while we were using it."""
         if self.proc is not None and self.proc.poll() is not None:
@@ -296,11 +317,19 @@ class Server:
                 saved[sig] = signal.signal(sig, signal.SIG_IGN)
         try:
             kill_group(pgid, self.proc, self.cfg.server.shutdown_timeout_s)
+            if self.stop_cmd:  # e.g. `docker rm -f NAME` for a server run in a container
+                subprocess.run(
+                    self.cfg.expand(self.stop_cmd),
+                    stdin=subprocess.DEVNULL,
+                    capture_output=True,
+                    timeout=self.cfg.server.shutdown_timeout_s + 30,
+                    check=False,
+                )
         finally:
             for sig, handler in saved.items():
                 signal.signal(sig, handler)
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> Server:
         self._install_signals()
         try:
             self.start()

@@ -1,1 +1,1 @@
-"""Helpers behind `make image` (mk/image.mk) and the ci/ pipeline."""
+"""Helpers behind `make image` (mk/image.mk)."""

@@ -1,12 +1,13 @@
 """Checks `make image` runs before it stages a build context and calls docker.
 
-    python3 -m scripts.image.preflight --gpu-arch gfx942 --base-image IMAGE \
+    python3 -m scripts.image.preflight --gpu-arch gfx942 --base-image IMAGE [--docker docker] \
         [--tree build/sglang --patches patches --base-ref upstream/v0.5.9] \
-        [--allow-unpinned-base] [--allow-stale-tree] [--print-only]
+        [--allow-stale-tree] [--print-only]
 
-It refuses an unknown arch, a base image not pinned by digest, and a patched tree that is missing,
-dirty, or not the current patch queue (compared patch by patch with `git patch-id`), because the
-image tag claims the queue hash. --print-only (make image-print) only warns about the base.
+It refuses an unknown arch, an unreachable Docker daemon (before anything is staged), and a
+patched tree that is missing, dirty, or not the current patch queue (compared patch by patch
+with `git patch-id`), because the image tag claims the queue hash. A base image without digest
+is fine: scripts/image/base.py resolves and records it at build time.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from scripts.image.queue_hash import series_entries
+from scripts.image.docker import DockerError, check_daemon
+from scripts.image.queue_hash import QueueHashError, series_entries
 
 GPU_ARCHES = {"gfx942": "MI300X/MI325X", "gfx950": "MI350X/MI355X"}
 _DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
@@ -37,13 +39,12 @@ def base_is_pinned(base_image: str) -> bool:
     return bool(_DIGEST.search(base_image))
 
 
-def unpinned_message(base_image: str, arch: str) -> str:
+def unpinned_note(base_image: str, arch: str) -> str:
     key = f"ROCM_BASE_DIGEST_{arch.upper()}"
     return (
-        f"base image {base_image!r} is not pinned by digest ({key} in versions.env is empty).\n"
-        f"  Fill {key}=sha256:<64 hex> from `docker buildx imagetools inspect {base_image}`,\n"
-        f"  or pass BASE_IMAGE=<repo>:<tag>@sha256:<64 hex>,\n"
-        f"  or accept a moving tag for this build with ALLOW_UNPINNED_BASE=1 (not reproducible)."
+        f"base image {base_image!r} has no digest ({key} in versions.env is empty): "
+        "`make image` resolves the tag once, builds from that digest, records it and prints "
+        "the line to commit."
     )
 
 
@@ -77,7 +78,10 @@ def check_tree(tree: Path, patches_dir: Path, base_ref: str) -> int:
             f"ALLOW_STALE_TREE=1.\n{dirty}"
         )
     commits = _git(tree, "rev-list", "--reverse", f"{base_ref}..HEAD").split()
-    names = series_entries(patches_dir / "series")
+    try:
+        names = series_entries(patches_dir / "series")
+    except (OSError, QueueHashError) as exc:
+        raise PreflightError(f"cannot read {patches_dir}/series: {exc}") from exc
     if len(commits) != len(names):
         raise PreflightError(
             f"{tree} has {len(commits)} commit(s) on {base_ref}, patches/series lists "
@@ -101,20 +105,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tree", type=Path, default=Path("build/sglang"))
     parser.add_argument("--patches", type=Path, default=Path("patches"))
     parser.add_argument("--base-ref", default="")
-    parser.add_argument("--allow-unpinned-base", action="store_true")
     parser.add_argument("--allow-stale-tree", action="store_true")
+    parser.add_argument("--docker", help="check that this docker command reaches a daemon")
     parser.add_argument("--print-only", action="store_true")
     args = parser.parse_args(argv)
     try:
         check_arch(args.gpu_arch)
         if not base_is_pinned(args.base_image):
-            message = unpinned_message(args.base_image, args.gpu_arch)
-            if args.print_only or args.allow_unpinned_base:
-                print(f"image: warning: {message}", file=sys.stderr)
-            else:
-                raise PreflightError(message)
+            print(f"image: note: {unpinned_note(args.base_image, args.gpu_arch)}", file=sys.stderr)
         if args.print_only:
             return 0
+        if args.docker:
+            try:
+                version = check_daemon(args.docker)
+            except DockerError as exc:
+                raise PreflightError(str(exc)) from exc
+            print(f"image: Docker daemon {version} reachable")
         if args.allow_stale_tree:
             if not (args.tree / "python" / "sglang" / "__init__.py").is_file():
                 raise PreflightError(f"{args.tree}/python/sglang is missing: run `make apply`")

@@ -12,6 +12,8 @@ import hashlib
 import sys
 from pathlib import Path
 
+from scripts.patchqueue.series import parse_series
+
 HASH_LEN = 12
 
 
@@ -20,13 +22,13 @@ class QueueHashError(ValueError):
 
 
 def series_entries(series: Path) -> list[str]:
-    """Patch names of a quilt-style series file, in order ('#' starts a comment)."""
-    names = []
-    for raw in series.read_text(encoding="utf-8").splitlines():
-        line = raw.split("#", 1)[0].strip()
-        if line:
-            names.append(line.split()[0])
-    return names
+    """Patch names of patches/series in order, read by the queue's own parser, so the image
+    and `make apply` can never disagree on what the series lists. A line the parser rejects
+    stops the hash (the image would otherwise be tagged with a queue nobody can apply)."""
+    entries, problems = parse_series(series)
+    if problems:
+        raise QueueHashError("; ".join(p.message for p in problems) + " (run `make check`)")
+    return [e.name for e in entries]
 
 
 def queue_hash(patches_dir: Path) -> str:

@@ -6,7 +6,8 @@ Like sglang it forks a helper process into its own process group (sglang's sched
 detokenizer), so the tests can check that teardown kills the whole group, not just the leader.
 
 Modes: healthy | die (exits during start-up, leaving its helper orphaned) | never-healthy
-(/health answers 503 forever) | http500 (healthy, but generation returns HTTP 500).
+(/health answers 503 forever) | http500 (healthy, but generation returns HTTP 500);
+--die-for-dtype D dies only when started with --kv-cache-dtype D (a crash in a later phase).
 Answers come from --answers FILE: {"<kv dtype>" or "*": {"<question>": "<completion>"}}.
 """
 
@@ -30,6 +31,7 @@ def main() -> int:
     p.add_argument("--startup-delay", type=float, default=0.2)
     p.add_argument("--ignore-sigterm", action="store_true")
     p.add_argument("--report-dtype", default="", help="lie about the KV dtype in server info")
+    p.add_argument("--die-for-dtype", default="", help="mode 'die' only for this KV dtype")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--kv-cache-dtype", default="auto")
     p.add_argument("--model-path", default="fake")
@@ -43,7 +45,7 @@ def main() -> int:
     )
     print(f"fake sglang: pid {__import__('os').getpid()} helper pid {helper.pid}", flush=True)
     time.sleep(args.startup_delay)
-    if args.mode == "die":
+    if args.mode == "die" or (args.die_for_dtype and args.die_for_dtype == args.kv_cache_dtype):
         print("RuntimeError: fake start-up failure: HIP out of memory", flush=True)
         return 1
     answers = json.load(open(args.answers)) if args.answers else {}
@@ -81,11 +83,15 @@ def main() -> int:
                 self._send(404, {"error": "not found"})
 
         def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+            raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            body = json.loads(raw) if raw else {}
             if args.mode == "http500":
                 self._send(500, "Internal Server Error: fake scheduler crashed")
                 return
-            if self.path == "/generate":
+            if self.path == "/flush_cache":
+                print("fake sglang: cache flushed", flush=True)
+                self._send(200, "Cache flushed.")
+            elif self.path == "/generate":
                 text = complete(body["text"])
                 self._send(200, {"text": text, "meta_info": {"completion_tokens": len(text)}})
             elif self.path == "/v1/completions":

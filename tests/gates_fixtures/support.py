@@ -15,6 +15,7 @@ if str(REPO_ROOT) not in sys.path:  # `scripts.gates` imports from the repo root
 
 FAKE_SERVER = FIXTURES / "fake_server.py"
 FAKE_BENCH = FIXTURES / "fake_bench.py"
+FAKE_SCORER = FIXTURES / "fake_few_shot_gsm8k.py"
 
 
 def free_port() -> int:
@@ -41,6 +42,9 @@ def write_config(tmp: Path, mode: str = "healthy", extra_launch: list[str] | Non
             "log_tail_lines": 10,
         },
         "throughput": {"bench": ["{python}", str(FAKE_BENCH)]},
+        "accuracy": {"sglang_scorer": ["{python}", str(FAKE_SCORER)]},
+        # No GPU, checkpoint or patched sglang here: the fake server stands in for all three.
+        "preflight": {"require_gpu": False, "require_model_dir": False, "require_module": ""},
         "report": {"dir": str(tmp / "reports")},
     }
     for name, values in sections.items():

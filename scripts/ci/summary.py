@@ -1,15 +1,18 @@
 """Markdown summary of a pipeline run, for $GITHUB_STEP_SUMMARY (ci/summary.sh).
 
-    python3 -m scripts.image.ci_summary --reports reports [gfx942 gfx950]
+    python3 -m scripts.ci.summary --reports reports [gfx942 gfx950]
 
 Reads reports/ci/<arch>/steps.tsv (one `step<TAB>pass|fail<TAB>seconds<TAB>log` line per step,
 written by ci/lib.sh) and reports/ci/<arch>/image-tag, and appends the gates' own Markdown
-reports found under reports/<arch>/. Missing files are shown as such, never guessed.
+reports found under reports/<arch>/, and the image record reports/ci/<arch>/image.json (base
+digest used; the versions.env line to commit when the base was not pinned). Missing files are
+shown as such, never guessed.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +59,17 @@ def arch_section(reports: Path, arch: str) -> tuple[str, bool]:
         lines += [f"Image: `{tag_file.read_text(encoding='utf-8').strip()}`", ""]
     elif arch.startswith("gfx"):
         lines += ["Image: not built", ""]
+    record_file = ci_dir / "image.json"
+    if record_file.is_file():
+        record = json.loads(record_file.read_text(encoding="utf-8"))
+        lines += [f"Base: `{record.get('base_image')}`", ""]
+        if record.get("pin_line"):
+            lines += [
+                "The base was not pinned; commit this line to versions.env:",
+                "",
+                f"    {record['pin_line']}",
+                "",
+            ]
     steps_file = ci_dir / "steps.tsv"
     steps = read_steps(steps_file) if steps_file.is_file() else []
     if steps:
@@ -91,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         text, _ = summary(args.reports, args.arches)
     except SummaryError as exc:
-        print(f"ci_summary: {exc}", file=sys.stderr)
+        print(f"ci summary: {exc}", file=sys.stderr)
         return 1
     sys.stdout.write(text)
     return 0
