@@ -1,5 +1,5 @@
 # mk/queue.mk: the patch queue (scripts/patchqueue, docs/queue.md). Standard library + git only, so
-# these targets need no virtual environment.
+# these targets need no virtual environment (queue-format excepted: it runs black and isort).
 #   SGLANG_SOURCE=git        make source: clone the tag instead of using the PyPI wheel
 #   SGLANG_WHEEL_FILE=path   make source: use a local copy of the pinned wheel (sha256-checked)
 #   FORCE=1                  make apply: stash a dirty tree / back up a differing branch first
@@ -10,7 +10,7 @@ QUEUE_PY ?= python3
 QUEUE := $(QUEUE_PY) -m scripts.patchqueue
 SGLANG_SOURCE ?= wheel
 
-.PHONY: source apply queue-check refresh export
+.PHONY: source apply queue-check queue-format refresh export
 
 source: ## Fetch pinned sglang into build/sglang as one base commit (SGLANG_SOURCE=wheel|git)
 	$(QUEUE) source --route $(SGLANG_SOURCE) $(if $(SGLANG_WHEEL_FILE),--wheel-file '$(SGLANG_WHEEL_FILE)')
@@ -21,6 +21,11 @@ apply: source ## git am patches/series onto branch nsa-fp8 at the base (FORCE=1 
 queue-check: source ## Lint patches/ and replay the queue patch by patch (report in build/reports)
 	$(QUEUE) check
 CHECK_TARGETS += queue-check
+
+# The only queue step that needs the venv: black/isort as pinned in versions.env.
+queue-format: source ## black + isort as sglang runs them, on the Python files the series touches
+	$(VENV_PY) -m scripts.patchqueue format
+CHECK_TARGETS += queue-format
 
 refresh: ## Write the commits of nsa-fp8 in build/sglang back into patches/ (ALLOW_DROP=1: see docs)
 	$(QUEUE) refresh $(if $(filter 1,$(ALLOW_DROP)),--allow-drop)

@@ -11,10 +11,14 @@ from scripts.patchqueue.apply import QueueError, run_apply
 from scripts.patchqueue.check import run_check
 from scripts.patchqueue.config import REPO_ROOT, QueueConfig
 from scripts.patchqueue.export import run_export
+from scripts.patchqueue.formatting import run_format
 from scripts.patchqueue.gitutil import GitError
 from scripts.patchqueue.refresh import run_refresh
 from scripts.patchqueue.report import Problem, Report, say, warn
 from scripts.patchqueue.source import SourceError, run_source
+
+# Commands that write build/reports/queue-<command>.json and print their problems.
+REPORTED = ("apply", "check", "format")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="save a differing branch/dirty tree, then apply",
     )
     sub.add_parser("check", help="lint the queue and replay it patch by patch")
+    sub.add_parser(
+        "format",
+        help="black + isort (sglang's pinned configuration) on the files the series touches; "
+        "run it with the interpreter that has them (the .venv)",
+    )
     ref = sub.add_parser("refresh", help="write the branch's commits back into patches/")
     ref.add_argument(
         "--allow-drop",
@@ -94,18 +103,20 @@ def main(argv: list[str] | None = None) -> int:
             report = run_apply(cfg, force=args.force)
         elif args.cmd == "check":
             report = run_check(cfg)
+        elif args.cmd == "format":
+            report = run_format(cfg)
         elif args.cmd == "refresh":
             report = run_refresh(cfg, allow_drop=args.allow_drop)
         else:
             report = run_export(cfg, args.title)
     except (QueueError, SourceError, LockError, GitError) as exc:
         warn(args.cmd, f"ERROR: {exc}")
-        if args.cmd in ("apply", "check"):
+        if args.cmd in REPORTED:
             failed = Report(args.cmd)
             failed.add(Problem("refused", str(exc)))
             failed.write(_report_path(args))
         return 1
-    if args.cmd in ("apply", "check"):
+    if args.cmd in REPORTED:
         path = cfg.reports_dir / f"queue-{args.cmd}.json"
         report.write(path)
         for p in report.problems:
