@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
 import pytest
@@ -144,6 +145,10 @@ def test_project_declares_both_series_and_make_passes_series():
     assert [c.patches_dir.name for c in cfgs] == ["patches", "patches-v0.5.23"]
     assert [c.tree.name for c in cfgs] == ["sglang", "sglang-v0.5.23"]
     assert cfgs[1].pin("VERSION") == "0.5.23" and cfgs[1].series.is_file()
+    for c in cfgs:
+        assert c.pin("WHEEL").startswith(f"sglang-{c.pin('VERSION')}-")
+        assert re.fullmatch(r"[0-9a-f]{64}", c.pin("WHEEL_SHA256"))
+        assert c.tag == "v" + c.pin("VERSION")
 
     def dry(*args):
         proc = subprocess.run(["make", "-n", *args], cwd=REPO_ROOT, capture_output=True, text=True)
