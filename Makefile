@@ -25,10 +25,10 @@ help: ## List the targets with one line each
 	@awk 'BEGIN {FS = ":[^#]*## "} /^[a-zA-Z0-9_.-]+:[^=]*## / {printf "  %-14s %s\n", $$1, $$2}' \
 		$(MAKEFILE_LIST)
 
-all: ## The main job: fetch sglang, apply the queue, run every check
-	$(MAKE) --no-print-directory source
-	$(MAKE) --no-print-directory apply
-	$(MAKE) --no-print-directory check
+all: ## The main job: fetch sglang, apply every series, run every check
+	$(MAKE) --no-print-directory source SERIES=all
+	$(MAKE) --no-print-directory apply SERIES=all
+	$(MAKE) --no-print-directory check SERIES=all
 
 # The steps without a venv run first: the queue check answers in seconds on a fresh clone, before
 # `env` spends minutes building .venv for the others.
@@ -39,7 +39,9 @@ lint: env ## ruff check + ruff format --check over the project (not build/)
 	$(VENV_PY) -m ruff check .
 	$(VENV_PY) -m ruff format --check .
 
-test: env env-hip apply lint ## The tests: set up .venv + .venv-hip, apply the queue, lint, then one pytest session
+# Every series is applied: the tests read each series' tree (build/sglang, build/sglang-<name>).
+test: SERIES = all
+test: env env-hip apply lint ## The tests: set up .venv + .venv-hip, apply every series, lint, then one pytest session
 	$(VENV_PY) -m pytest $(PYTEST_ARGS)
 
 $(filter-out $(CHECK_NO_ENV),$(CHECK_TARGETS)): | env

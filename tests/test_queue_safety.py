@@ -155,7 +155,8 @@ def test_corrupt_patch_is_named_once_and_apply_and_check_agree(cfg, capsys):
     corrupt_second(cfg)
     assert cli(cfg, "check") == 1
     checked = json.loads((cfg.reports_dir / "queue-check.json").read_text())
-    capsys.readouterr()
+    check_printed = capsys.readouterr()
+    assert (check_printed.out + check_printed.err).count("not a valid diff:") == 1
     assert cli(cfg, "apply", "--force") == 1
     applied = json.loads((cfg.reports_dir / "queue-apply.json").read_text())
     printed = capsys.readouterr()

@@ -234,8 +234,12 @@ def _differing_branch(
                 "(saves it as a backup branch first)."
             )
         raise QueueError("\n".join(lines))
-    backup = f"{cfg.branch}-backup-{time.strftime('%Y%m%d-%H%M%S')}"
-    git(cfg.tree, "branch", "-f", backup, cfg.branch)
+    stamp = f"{cfg.branch}-backup-{time.strftime('%Y%m%d-%H%M%S')}"
+    backup, n = stamp, 1
+    while rev(cfg.tree, backup):  # never overwrite an earlier backup
+        n += 1
+        backup = f"{stamp}-{n}"
+    git(cfg.tree, "branch", backup, cfg.branch)
     reason = (
         "FORCE=1"
         if force

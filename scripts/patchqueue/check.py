@@ -111,7 +111,7 @@ def already_upstream(cfg: QueueConfig, base: str, info: PatchInfo, index: Path) 
         return Problem(
             "already-upstream",
             f"its changes are already in {cfg.base_ref} (it reverse-applies to the base): "
-            "drop it from patches/series",
+            f"drop it from {cfg.shown(cfg.series)}",
             patch=info.name,
         )
     return None

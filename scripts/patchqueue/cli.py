@@ -1,4 +1,4 @@
-"""Command line: `python -m scripts.patchqueue [paths] <source|apply|check|refresh|export>`."""
+"""Command line: `python -m scripts.patchqueue [--series NAME|all] [paths] <command>`."""
 
 from __future__ import annotations
 
@@ -6,15 +6,19 @@ import argparse
 import sys
 from pathlib import Path
 
-from scripts.lockfile import LockError
+from scripts.lockfile import LockError, read_lock
 from scripts.patchqueue.apply import QueueError, run_apply
 from scripts.patchqueue.check import run_check
-from scripts.patchqueue.config import REPO_ROOT, QueueConfig
+from scripts.patchqueue.config import REPO_ROOT, QueueConfig, series_names
 from scripts.patchqueue.export import run_export
+from scripts.patchqueue.formatting import run_format
 from scripts.patchqueue.gitutil import GitError
 from scripts.patchqueue.refresh import run_refresh
 from scripts.patchqueue.report import Problem, Report, say, warn
 from scripts.patchqueue.source import SourceError, run_source
+
+# Commands that write build/reports/queue-<command>.json and print their problems.
+REPORTED = ("apply", "check", "format")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,6 +28,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=REPO_ROOT,
         help="project checkout (default: this one)",
+    )
+    ap.add_argument(
+        "--series",
+        help="the series to work on, named by its base tag (default: the first of "
+        "QUEUE_SERIES in versions.env); `all`: every series (source, apply, check, format)",
     )
     ap.add_argument("--tree", type=Path, help="upstream git tree (default: ROOT/build/sglang)")
     ap.add_argument(
@@ -61,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="save a differing branch/dirty tree, then apply",
     )
     sub.add_parser("check", help="lint the queue and replay it patch by patch")
+    sub.add_parser(
+        "format",
+        help="black + isort (sglang's pinned configuration) on the files the series touches; "
+        "run it with the interpreter that has them (the .venv)",
+    )
     ref = sub.add_parser("refresh", help="write the branch's commits back into patches/")
     ref.add_argument(
         "--allow-drop",
@@ -87,26 +101,55 @@ def main(argv: list[str] | None = None) -> int:
         )
     }
     try:
-        cfg = QueueConfig.for_root(args.root, **overrides)
+        names = _series(args)
+    except LockError as exc:
+        warn(args.cmd, f"ERROR: {exc}")
+        return 1
+    rc = 0
+    for name in names:
+        if len(names) > 1:
+            say(args.cmd, f"--- series {name}")
+        rc = max(rc, _run_one(args, name, dict(overrides), several=len(names) > 1))
+    return rc
+
+
+def _series(args: argparse.Namespace) -> list[str | None]:
+    """The series to run on: one name, None (the default), or every one for `all`."""
+    if args.series != "all":
+        return [args.series]
+    if args.cmd in ("refresh", "export"):
+        raise LockError(f"{args.cmd} works on one series: pass SERIES=<name>, not all")
+    lock = read_lock(args.lock_path or Path(args.root).resolve() / "versions.env")
+    return list(series_names(lock))
+
+
+def _run_one(
+    args: argparse.Namespace, series: str | None, overrides: dict, several: bool = False
+) -> int:
+    cfg = None
+    try:
+        cfg = QueueConfig.for_root(args.root, series, **overrides)
         if args.cmd == "source":
-            report = run_source(cfg, args.route, args.wheel_file)
+            report = run_source(cfg, args.route, args.wheel_file, only_if_pinned=several)
         elif args.cmd == "apply":
             report = run_apply(cfg, force=args.force)
         elif args.cmd == "check":
             report = run_check(cfg)
+        elif args.cmd == "format":
+            report = run_format(cfg)
         elif args.cmd == "refresh":
             report = run_refresh(cfg, allow_drop=args.allow_drop)
         else:
             report = run_export(cfg, args.title)
     except (QueueError, SourceError, LockError, GitError) as exc:
         warn(args.cmd, f"ERROR: {exc}")
-        if args.cmd in ("apply", "check"):
+        if args.cmd in REPORTED:
             failed = Report(args.cmd)
             failed.add(Problem("refused", str(exc)))
-            failed.write(_report_path(args))
+            failed.write(_report_path(args, cfg))
         return 1
-    if args.cmd in ("apply", "check"):
-        path = cfg.reports_dir / f"queue-{args.cmd}.json"
+    if args.cmd in REPORTED:
+        path = _report_path(args, cfg)
         report.write(path)
         for p in report.problems:
             (say if p.severity != "error" else warn)(args.cmd, str(p))
@@ -119,9 +162,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if report.ok else 1
 
 
-def _report_path(args: argparse.Namespace) -> Path:
+def _report_path(args: argparse.Namespace, cfg: QueueConfig | None) -> Path:
+    """build/reports/queue-<cmd>.json; other series than the default add -<name>."""
     reports = args.reports_dir or Path(args.root).resolve() / "build" / "reports"
-    return Path(reports) / f"queue-{args.cmd}.json"
+    suffix = cfg.report_suffix if cfg else (f"-{args.series}" if args.series else "")
+    return Path(reports) / f"queue-{args.cmd}{suffix}.json"
 
 
 if __name__ == "__main__":

@@ -15,12 +15,18 @@ STATUS_LINE = re.compile(r"^\s*upstream-status\s*:", re.I | re.M)
 STATUS_VALUE = re.compile(
     r"^Upstream-Status: (Pending|Submitted|Accepted|Inappropriate)(?: \[(.*)\])?$"
 )
+# `Topic: <slug>` groups patches into one pull request (make export); one per patch at most.
+TOPIC_LINE = re.compile(r"^\s*topic\s*:", re.I)
+TOPIC_VALUE = re.compile(r"^Topic: ([a-z0-9][a-z0-9._-]*)$")
+# `Requires-Topic: <slug>`: the topic needs another one's code (not only its lines), so its PR
+# branch is stacked on the topics before it even when it applies to the bare release.
+REQUIRES_LINE = re.compile(r"^\s*requires-topic\s*:\s*(\S+)\s*$", re.I)
 STATUS_FORMS = "Pending | Submitted [url] | Accepted [version] | Inappropriate [reason]"
 # Trailers do not count as the description that says why the patch exists.
 TRAILER = re.compile(
     r"^(Upstream-Status|Signed-off-by|Co-authored-by|Reviewed-by|Acked-by|Tested-by|"
     r"Reported-by|Suggested-by|Fixes|Link|Cc|Bug|Origin|Forwarded|Applied-Upstream|"
-    r"Last-Update|Change-Id)\s*:",
+    r"Last-Update|Change-Id|Topic|Requires-Topic)\s*:",
     re.I,
 )
 HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@(.*)$")
@@ -66,6 +72,16 @@ class PatchInfo:
     def status_value(self) -> str | None:
         s = self.status
         return s.split(":", 1)[1].strip() if s else None
+
+    @property
+    def topic(self) -> str | None:
+        lines = [ln.strip() for ln in self.message.splitlines() if TOPIC_LINE.match(ln)]
+        m = TOPIC_VALUE.match(lines[0]) if len(lines) == 1 else None
+        return m.group(1) if m else None
+
+    @property
+    def requires(self) -> list[str]:
+        return [m.group(1) for ln in self.message.splitlines() if (m := REQUIRES_LINE.match(ln))]
 
     @property
     def purpose(self) -> str:
@@ -208,6 +224,14 @@ def lint_header(p: PatchInfo) -> list[Problem]:
         err = status_error(statuses[0])
         if err:
             bad("bad-upstream-status", err)
+    topics = [ln.strip() for ln in p.message.splitlines() if TOPIC_LINE.match(ln)]
+    if len(topics) > 1:
+        bad("many-topics", f"{len(topics)} Topic: lines; a patch belongs to one topic")
+    elif topics and not TOPIC_VALUE.match(topics[0]):
+        bad(
+            "bad-topic",
+            f"{topics[0]!r}: write `Topic: <slug>` (lower-case letters, digits, '-', '.', '_')",
+        )
     if not p.files:
         bad("empty-patch", "the patch has no diff")
     return probs

@@ -24,6 +24,7 @@ def parse_series(path: Path) -> tuple[list[Entry], list[Problem]]:
     """The entries of a series file, and the lines that are not valid entries."""
     entries: list[Entry] = []
     problems: list[Problem] = []
+    label, pdir = f"{path.parent.name}/{path.name}", f"{path.parent.name}/"
     for lineno, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
         if not line:
@@ -34,9 +35,9 @@ def parse_series(path: Path) -> tuple[list[Entry], list[Problem]]:
             problems.append(
                 Problem(
                     "series-syntax",
-                    f"patches/series line {lineno}: {line!r} has options; only a file name is "
+                    f"{label} line {lineno}: {line!r} has options; only a file name is "
                     "allowed (every patch applies with -p1)",
-                    file="patches/series",
+                    file=label,
                     line=lineno,
                 )
             )
@@ -45,8 +46,8 @@ def parse_series(path: Path) -> tuple[list[Entry], list[Problem]]:
             problems.append(
                 Problem(
                     "series-syntax",
-                    f"patches/series line {lineno}: {name!r} must be a path inside patches/",
-                    file="patches/series",
+                    f"{label} line {lineno}: {name!r} must be a path inside {pdir}",
+                    file=label,
                     line=lineno,
                 )
             )
@@ -61,6 +62,7 @@ def lint_series(patches_dir: Path) -> tuple[list[Entry], list[Problem]]:
     Returns the entries that exist (first occurrence of each) so later steps can go on.
     """
     series = patches_dir / "series"
+    label, pdir = f"{patches_dir.name}/series", f"{patches_dir.name}/"
     if not series.is_file():
         return [], [
             Problem(
@@ -76,10 +78,9 @@ def lint_series(patches_dir: Path) -> tuple[list[Entry], list[Problem]]:
             problems.append(
                 Problem(
                     "duplicate-entry",
-                    f"listed twice in patches/series (lines {seen[e.name]} and {e.line}): "
-                    "delete one line",
+                    f"listed twice in {label} (lines {seen[e.name]} and {e.line}): delete one line",
                     patch=e.name,
-                    file="patches/series",
+                    file=label,
                     line=e.line,
                 )
             )
@@ -89,10 +90,10 @@ def lint_series(patches_dir: Path) -> tuple[list[Entry], list[Problem]]:
             problems.append(
                 Problem(
                     "missing-patch",
-                    f"patches/series line {e.line} names {e.name}, which does not exist in "
-                    "patches/: restore the file or delete the line",
+                    f"{label} line {e.line} names {e.name}, which does not exist in "
+                    f"{pdir}: restore the file or delete the line",
                     patch=e.name,
-                    file="patches/series",
+                    file=label,
                     line=e.line,
                 )
             )
@@ -104,8 +105,7 @@ def lint_series(patches_dir: Path) -> tuple[list[Entry], list[Problem]]:
             problems.append(
                 Problem(
                     "unlisted-patch",
-                    f"patches/{rel} is not listed in patches/series: add it to the series "
-                    "or delete it",
+                    f"{pdir}{rel} is not listed in {label}: add it to the series or delete it",
                     patch=rel,
                 )
             )

@@ -13,6 +13,7 @@ import csv
 import hashlib
 import io
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -45,10 +46,43 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def ensure_wheel(cfg: QueueConfig, wheel_file: Path | None = None) -> Path:
-    """The pinned wheel in the cache: reused if its sha256 matches, else copied or downloaded."""
-    name, version, want = require(cfg.lock, "SGLANG_WHEEL", "SGLANG_VERSION", "SGLANG_WHEEL_SHA256")
+def wheel_target_args(name: str) -> list[str]:
+    """pip options that fetch exactly the pinned wheel file on any machine.
+
+    A pure wheel (py3-none-any) installs everywhere. A binary one (sglang 0.5.23 exists only as
+    cp311 manylinux) must be asked for by its tags, or pip on another Python finds nothing.
+    """
+    parts = name.removesuffix(".whl").split("-")
+    if len(parts) < 5:
+        raise SourceError(f"{name!r} is not a wheel file name (name-version-py-abi-platform.whl)")
+    py, abi, plat = parts[-3:]
+    if (py, abi, plat) == ("py3", "none", "any"):
+        return []
+    args = ["--platform", plat, "--abi", abi]
+    m = re.fullmatch(r"(cp|pp)(\d)(\d+)", py)
+    if m:
+        args += ["--implementation", m.group(1), "--python-version", f"{m.group(2)}.{m.group(3)}"]
+    return args
+
+
+def ensure_wheel(
+    cfg: QueueConfig, wheel_file: Path | None = None, only_if_pinned: bool = False
+) -> Path:
+    """The pinned wheel in the cache: reused if its sha256 matches, else copied or downloaded.
+
+    `only_if_pinned`: use `wheel_file` only if it is this series' wheel (SERIES=all hands one
+    local wheel to every series); otherwise a wrong local wheel is an error.
+    """
+    name, version, want = (cfg.pin(k) for k in ("WHEEL", "VERSION", "WHEEL_SHA256"))
     cached = cfg.cache_dir / name
+    if only_if_pinned and wheel_file is not None and sha256_file(wheel_file) != want:
+        # SERIES=all passes one local wheel to every series: it serves only its own.
+        say(
+            "source",
+            f"not using {wheel_file}: its sha256 is not {cfg.key('WHEEL_SHA256')} "
+            f"(this series pins {name})",
+        )
+        wheel_file = None
     if cached.is_file():
         if sha256_file(cached) == want:
             say("source", f"cached {cached} (sha256 ok)")
@@ -71,7 +105,7 @@ def ensure_wheel(cfg: QueueConfig, wheel_file: Path | None = None) -> Path:
                 "--no-deps",
                 "--only-binary=:all:",
             ]
-            cmd += ["--dest", tmp, f"sglang=={version}"]
+            cmd += [*wheel_target_args(name), "--dest", tmp, f"sglang=={version}"]
             if subprocess.run(cmd).returncode != 0:
                 raise SourceError(
                     f"pip could not download sglang=={version}. Check the network/pip index, or "
@@ -84,7 +118,8 @@ def ensure_wheel(cfg: QueueConfig, wheel_file: Path | None = None) -> Path:
         have = sha256_file(got)
         if have != want:
             raise SourceError(
-                f"{name}: sha256 {have} does not match SGLANG_WHEEL_SHA256={want} in versions.env; "
+                f"{name}: sha256 {have} does not match {cfg.key('WHEEL_SHA256')}={want} in "
+                "versions.env; "
                 "the file is corrupt or not the pinned release"
             )
         os.replace(got, cached)
@@ -185,7 +220,7 @@ def commit_wheel(cfg: QueueConfig, wheel: Path) -> str:
     msg = (
         f"sglang {cfg.tag} (from PyPI wheel {wheel.name})\n\n"
         f"The sglang/ package of the wheel, placed at python/sglang/ as in the upstream "
-        f"repository.\nWheel sha256: {cfg.lock['SGLANG_WHEEL_SHA256']}\n"
+        f"repository.\nWheel sha256: {cfg.pin('WHEEL_SHA256')}\n"
     )
     return out(cfg.tree, "commit-tree", tree_id, "-m", msg, env=ident)
 
@@ -242,7 +277,8 @@ def verify_against_record(
 
 
 def fetch_git(cfg: QueueConfig, created: bool) -> str:
-    url, tag = require(cfg.lock, "SGLANG_GIT_URL", "SGLANG_TAG")
+    (url,) = require(cfg.lock, "SGLANG_GIT_URL")
+    tag = cfg.tag
     say("source", f"fetching {tag} from {url} (shallow)")
     proc = git(
         cfg.tree,
@@ -264,7 +300,12 @@ def fetch_git(cfg: QueueConfig, created: bool) -> str:
     return out(cfg.tree, "rev-parse", "FETCH_HEAD^{commit}")
 
 
-def run_source(cfg: QueueConfig, route: str = "wheel", wheel_file: Path | None = None) -> Report:
+def run_source(
+    cfg: QueueConfig,
+    route: str = "wheel",
+    wheel_file: Path | None = None,
+    only_if_pinned: bool = False,
+) -> Report:
     report = Report("source", data={"route": route, "tree": str(cfg.tree), "base": cfg.base_ref})
     if route not in ("wheel", "git"):
         raise SourceError(f"unknown SGLANG_SOURCE={route!r}: use 'wheel' (default) or 'git'")
@@ -276,7 +317,7 @@ def run_source(cfg: QueueConfig, route: str = "wheel", wheel_file: Path | None =
         )
         report.data["commit"] = existing
         return report
-    wheel = ensure_wheel(cfg, wheel_file)
+    wheel = ensure_wheel(cfg, wheel_file, only_if_pinned)
     created = _init_repo(cfg.tree)
     _write_excludes(cfg.tree)
     if route == "wheel":

@@ -35,7 +35,7 @@ AUTHOR = {
 }
 
 
-def build_wheel(path: Path, files: dict[str, str]) -> str:
+def build_wheel(path: Path, files: dict[str, str], version: str = VERSION) -> str:
     """A wheel with `files` and a RECORD; returns its sha256."""
     record = []
     with zipfile.ZipFile(path, "w") as zf:
@@ -44,9 +44,9 @@ def build_wheel(path: Path, files: dict[str, str]) -> str:
             zf.writestr(zipfile.ZipInfo(name, date_time=(2026, 1, 1, 0, 0, 0)), data)
             digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
             record.append(f"{name},sha256={digest.decode()},{len(data)}")
-        record.append(f"sglang-{VERSION}.dist-info/RECORD,,")
+        record.append(f"sglang-{version}.dist-info/RECORD,,")
         info = zipfile.ZipInfo(
-            f"sglang-{VERSION}.dist-info/RECORD", date_time=(2026, 1, 1, 0, 0, 0)
+            f"sglang-{version}.dist-info/RECORD", date_time=(2026, 1, 1, 0, 0, 0)
         )
         zf.writestr(info, "\n".join(record) + "\n")
     return hashlib.sha256(path.read_bytes()).hexdigest()
@@ -87,6 +87,28 @@ def make_project(
     if source:
         run_source(cfg, "wheel", wheel)
     return cfg
+
+
+def add_series(
+    cfg: QueueConfig, version: str, wheel: str, files: dict[str, str] | None = None
+) -> tuple[str, Path]:
+    """Declare a second series v<version> in the project (pins, an empty patches-v<version>/
+    series); returns its name and its wheel (built, not yet sourced)."""
+    name = f"v{version}"
+    key = "SGLANG_" + name.upper().replace(".", "_")
+    path = cfg.root.parent / f"{cfg.root.name}-{wheel}"
+    text = dict(files or UPSTREAM)
+    text["sglang/__init__.py"] = f'__version__ = "{version}"\n'
+    sha = build_wheel(path, text, version)
+    lock = cfg.root / "versions.env"
+    lock.write_text(
+        lock.read_text()
+        + f"QUEUE_SERIES={cfg.tag},{name}\n{key}_VERSION={version}\n{key}_TAG={name}\n"
+        f"{key}_WHEEL={wheel}\n{key}_WHEEL_SHA256={sha}\n"
+    )
+    (cfg.root / f"patches-{name}").mkdir()
+    (cfg.root / f"patches-{name}" / "series").write_text(DEFAULT_HEADER)
+    return name, path
 
 
 def wheel_of(cfg: QueueConfig) -> Path:
