@@ -72,3 +72,12 @@ def test_the_real_queue_passes_check(series):
         pytest.fail(f"no upstream tree at {cfg.tree}: run `make apply SERIES={series}`")
     report = run_check(cfg)
     assert report.ok, "\n".join(str(p) for p in report.problems)
+
+
+def test_make_check_runs_the_queue_check_before_building_the_venv():
+    """On a fresh clone `make check` answers about the queue in seconds, not after `make env`."""
+    proc = subprocess.run(["make", "-n", "check"], cwd=REPO_ROOT, capture_output=True, text=True)
+    lines = proc.stdout.splitlines()
+    queue = next(i for i, ln in enumerate(lines) if "scripts.patchqueue" in ln and " check" in ln)
+    env = next(i for i, ln in enumerate(lines) if "setup_env.sh" in ln)
+    assert queue < env, proc.stdout
