@@ -199,3 +199,20 @@ def cpu_launch_facts(mla: types.ModuleType, dec: types.ModuleType, num_cu: int =
     mla._sparse_mla_fwd_split_dim_kernel.configs = [
         triton.Config({"BLOCK_N": 16}, num_warps=4, num_stages=1)
     ]
+
+
+def load_tilelang_kernel(tree: Path, *, fnuz: bool = False) -> types.ModuleType:
+    """0.5.23's tilelang_kernel on a "HIP" host (its kernels are built lazily: nothing compiles
+    at import, so the host-side wrapper `tilelang_sparse_fwd` can be driven with stand-in
+    kernels on the CPU)."""
+    stubs = {
+        "sglang.kernels.ops.quantization.fp8_kernel": {"is_fp8_fnuz": lambda: fnuz},
+        "sglang.srt.utils": {"is_gfx95_supported": lambda: not fnuz, "is_hip": lambda: True},
+    }
+    with _isolated_sglang_modules():
+        return load_tree_module(
+            tree,
+            f"{DSA}/tilelang_kernel.py",
+            "sglang.kernels.ops.attention.dsa.tilelang_kernel",
+            stubs,
+        )
