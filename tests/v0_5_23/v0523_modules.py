@@ -201,13 +201,19 @@ def cpu_launch_facts(mla: types.ModuleType, dec: types.ModuleType, num_cu: int =
     ]
 
 
-def load_tilelang_kernel(tree: Path, *, fnuz: bool = False) -> types.ModuleType:
+def load_tilelang_kernel(
+    tree: Path, *, fnuz: bool = False, cu_count: int = 304
+) -> types.ModuleType:
     """0.5.23's tilelang_kernel on a "HIP" host (its kernels are built lazily: nothing compiles
     at import, so the host-side wrapper `tilelang_sparse_fwd` can be driven with stand-in
     kernels on the CPU)."""
     stubs = {
         "sglang.kernels.ops.quantization.fp8_kernel": {"is_fp8_fnuz": lambda: fnuz},
-        "sglang.srt.utils": {"is_gfx95_supported": lambda: not fnuz, "is_hip": lambda: True},
+        "sglang.srt.utils": {
+            "is_gfx95_supported": lambda: not fnuz,
+            "is_hip": lambda: True,
+            "get_device_core_count": lambda device_id=0: cu_count,
+        },
     }
     with _isolated_sglang_modules():
         return load_tree_module(
