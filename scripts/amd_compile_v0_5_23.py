@@ -28,6 +28,7 @@ from scripts.kerneltools.amd_compile import (  # noqa: E402
 )
 
 FP8 = {"gfx942": "fp8e4b8", "gfx950": "fp8e4nv"}  # e4m3fnuz on MI300, e4m3fn on MI355
+FLAGS = ("HAS_K_SCALE", "SCALE_Q")  # constexpr switches the series adds
 STUBS = {
     "sglang.kernels.ops.attention.metadata": {"q8kv8_topk_length_from_indices": None},
     "sglang.kernels.ops.quantization.fp8_kernel": {"is_fp8_fnuz": lambda: False},
@@ -76,9 +77,14 @@ def kernel_cases(mods: dict[str, Any], arch: str) -> list[tuple[str, Any, dict, 
     common = dict(H=h, D_V=d_v, D_TAIL=d_tail, NUM_GROUPS=d_v // 128, USE_FP8_DOT=True, **strides)
     extra_sig = {"k_scale_ptr": "*fp32", "num_kv_rows": "i32"}
     cases = []
-    for has_scale in (False, True):
-        tag = "k_scale" if has_scale else "no_scale"
-        flags = {"HAS_K_SCALE": has_scale}
+    # The unpatched kernels' variant, then what an FP8 checkpoint runs: its layers carry a
+    # k_scale, and the query is bf16 on MI300 (gfx950's fused RoPE writer hands over FP8 Q).
+    variants = {
+        "plain": {"HAS_K_SCALE": False, "SCALE_Q": False},
+        "k_scale": {"HAS_K_SCALE": True, "SCALE_Q": False},
+        "k_scale+q_scale": {"HAS_K_SCALE": True, "SCALE_Q": True},
+    }
+    for tag, flags in variants.items():
         fused = mla._sparse_mla_fused_kernel
         sig = (
             q_sig
@@ -142,12 +148,13 @@ def kernel_cases(mods: dict[str, Any], arch: str) -> list[tuple[str, Any, dict, 
             )
             | flags
         )
-        cases.append((f"kv_store[{tag}]", store, sig, cx, 4))
+        if "q_scale" not in tag:  # the store has no query
+            cases.append((f"kv_store[{tag}]", store, sig, cx, 4))
     out = []
     for label, fn, sig, cx, warps in cases:
         names = set(unwrap_jit(fn).arg_names)
-        if "HAS_K_SCALE" not in names and "k_scale" in label:
-            continue  # the unpatched kernel has no scale variant
+        if any(flag not in names for flag, on in cx.items() if flag in FLAGS and on):
+            continue  # this tree's kernel has no such variant (e.g. unpatched)
         # An autotuned kernel's config keys are constexprs the caller does not pass.
         out.append((label, fn, _only_known(fn, sig), _only_known(fn, cx), warps))
     return out

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sglang_loader import load_tree_module
+from sglang_loader import install_stub, load_tree_module
 
 DSA = "kernels/ops/attention/dsa"
 STUBS = {
@@ -221,4 +221,40 @@ def load_tilelang_kernel(
             f"{DSA}/tilelang_kernel.py",
             "sglang.kernels.ops.attention.dsa.tilelang_kernel",
             stubs,
+        )
+
+
+class _PermissiveModule(types.ModuleType):
+    """A stub module that has every attribute: a decorator factory whose decorator returns its
+    function unchanged (the registries a module fills at import are irrelevant here)."""
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+
+        def anything(*args, **kwargs):
+            return lambda fn: fn
+
+        return anything
+
+
+def load_overrides(tree: Path) -> types.ModuleType:
+    """0.5.23's srt/arg_groups/overrides.py, its sglang imports replaced by permissive stubs
+    (the DSA checks under test use only torch)."""
+    permissive = [
+        "sglang.srt.arg_groups.arg_utils",
+        "sglang.srt.arg_groups.model_override_base",
+        "sglang.srt.arg_groups.prefill_buffer_ceiling",
+        "sglang.srt.arg_groups.model_overrides",
+        "sglang.srt.environ",
+        "sglang.srt.model_executor.cuda_graph_config",
+        "sglang.srt.runtime_context",
+        "sglang.srt.utils.common",
+    ]
+    with _isolated_sglang_modules():
+        for name in permissive:
+            install_stub(name)
+            sys.modules[name].__class__ = _PermissiveModule
+        return load_tree_module(
+            tree, "srt/arg_groups/overrides.py", "sglang.srt.arg_groups.overrides"
         )
