@@ -258,3 +258,53 @@ def load_overrides(tree: Path) -> types.ModuleType:
         return load_tree_module(
             tree, "srt/arg_groups/overrides.py", "sglang.srt.arg_groups.overrides"
         )
+
+
+def load_forward_mla_rocm(tree: Path) -> types.ModuleType:
+    """0.5.23's ROCm MLA forward mixin with aiter off at import (`_use_aiter*` False: nothing
+    from aiter is imported); a test switches `_use_aiter_gfx95` on in the module and replaces
+    the AITER kernels it calls."""
+    permissive = [
+        "sglang.srt.layers.deep_gemm_wrapper",
+        "sglang.srt.layers.dcp",
+        "sglang.srt.layers.layer_boundary",
+        "sglang.srt.layers.logits_processor",
+        "sglang.srt.layers.quantization.fp8_utils",
+        "sglang.srt.lora.deepseek_mla_correction",
+        "sglang.srt.mem_cache.hisparse_memory_pool",
+        "sglang.srt.mem_cache.memory_pool",
+        "sglang.srt.model_executor.forward_batch_info",
+        "sglang.srt.model_executor.forward_context",
+        "sglang.srt.model_executor.runner_backend_utils.tc_piecewise_cuda_graph",
+        "sglang.srt.models.deepseek_common.attention_forward_methods.forward_mla",
+        "sglang.srt.runtime_context",
+        "sglang.srt.state_capturer.indexer_topk",
+        "sglang.srt.utils",
+    ]
+    off = types.SimpleNamespace(get=lambda: False)
+    explicit = {
+        "sglang.kernels.ops.quantization.fp8_kernel": {
+            "fp8_dtype": torch.float8_e4m3fn,
+            "per_token_group_quant_mla_deep_gemm_masked_fp8": None,
+        },
+        "sglang.srt.environ": {"envs": types.SimpleNamespace(SGLANG_EXPERIMENTAL_LORA_OPTI=off)},
+        "sglang.srt.models.deepseek_common.utils": {
+            "FORWARD_ABSORB_CORE_ATTENTION_BACKENDS": ("dsa", "nsa", "tilelang", "triton"),
+            "_is_block_scale_fp8": False,
+            "_is_gfx95_supported": False,
+            "_use_aiter": False,
+            "_use_aiter_bpreshuffle_gfx95": False,
+            "_use_aiter_gfx95": False,
+        },
+    }
+    with _isolated_sglang_modules():
+        for name in permissive:
+            install_stub(name)
+            sys.modules[name].__class__ = _PermissiveModule
+        for name, attrs in explicit.items():
+            install_stub(name, **attrs)
+        return load_tree_module(
+            tree,
+            "srt/models/deepseek_common/attention_forward_methods/forward_mla_rocm.py",
+            "sglang.srt.models.deepseek_common.attention_forward_methods.forward_mla_rocm",
+        )
