@@ -308,3 +308,31 @@ def load_forward_mla_rocm(tree: Path) -> types.ModuleType:
             "srt/models/deepseek_common/attention_forward_methods/forward_mla_rocm.py",
             "sglang.srt.models.deepseek_common.attention_forward_methods.forward_mla_rocm",
         )
+
+
+def _sglang_imports(path: Path) -> list[str]:
+    """The sglang modules a file imports at its top level (`from sglang.x import ...`)."""
+    import ast
+
+    names = []
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("sglang."):
+            names.append(node.module)
+    return names
+
+
+def load_with_stubbed_imports(
+    tree: Path, relpath: str, module_name: str, explicit: dict[str, dict]
+) -> types.ModuleType:
+    """Load one 0.5.23 module with every top-level sglang import stubbed: `explicit` gives the
+    attributes that matter (platform flags read at import, names the test uses), every other
+    imported module is permissive."""
+    path = tree / "python" / "sglang" / relpath
+    with _isolated_sglang_modules():
+        for name in _sglang_imports(path):
+            if name not in explicit:
+                install_stub(name)
+                sys.modules[name].__class__ = _PermissiveModule
+        for name, attrs in explicit.items():
+            install_stub(name, **attrs)
+        return load_tree_module(tree, relpath, module_name)
