@@ -152,11 +152,12 @@ def _assert_interpreted(fn: object) -> None:
 
 
 def load_sparse_mla(
-    tree: Path, tag: str, *, fnuz: bool = False
+    tree: Path, tag: str, *, fnuz: bool = False, interpreted: bool = True, stubs=None
 ) -> tuple[types.ModuleType, types.ModuleType]:
-    """0.5.23's triton_sparse_mla and triton_sparse_mla_decode (not yet CPU-launchable: see
-    cpu_launch_facts)."""
-    stubs = dict(STUBS)
+    """0.5.23's triton_sparse_mla and triton_sparse_mla_decode (on the CPU not yet launchable:
+    see cpu_launch_facts). `interpreted=False` for compiled kernels on a GPU, with `stubs`
+    giving the device's facts."""
+    stubs = dict(stubs or STUBS)
     stubs["sglang.kernels.ops.quantization.fp8_kernel"] = {"is_fp8_fnuz": lambda: fnuz}
     with _isolated_sglang_modules():
         mla = load_tree_module(
@@ -170,13 +171,14 @@ def load_sparse_mla(
             f"{DSA}/triton_sparse_mla_decode.py",
             "sglang.kernels.ops.attention.dsa.triton_sparse_mla_decode",
         )
-    _assert_interpreted(mla._sparse_mla_fused_kernel)
+    if interpreted:
+        _assert_interpreted(mla._sparse_mla_fused_kernel)
     for mod in (mla, dec):
         mod.__name__ = f"{mod.__name__}_{tag}"
     return mla, dec
 
 
-def load_mla_buffer(tree: Path) -> types.ModuleType:
+def load_mla_buffer(tree: Path, *, interpreted: bool = True) -> types.ModuleType:
     with _isolated_sglang_modules():
         mod = load_tree_module(
             tree,
@@ -184,7 +186,8 @@ def load_mla_buffer(tree: Path) -> types.ModuleType:
             "sglang.kernels.ops.kvcache.mla_buffer",
             STUBS,
         )
-    _assert_interpreted(mod.set_mla_kv_buffer_fp8_quant_kernel)
+    if interpreted:
+        _assert_interpreted(mod.set_mla_kv_buffer_fp8_quant_kernel)
     return mod
 
 
