@@ -11,6 +11,7 @@ kernels need a GPU: tests/gpu.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -29,6 +30,14 @@ BASE_SHARED = {
 }
 
 
+def _clean_env() -> dict[str, str]:
+    # `import tilelang` in this process exports its own library paths (TVM_*, TL_*); the
+    # subprocess runs another tilelang release.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TVM_", "TL_"))}
+    env.pop("PYTHONPATH", None)
+    return env
+
+
 @pytest.fixture(scope="module")
 def lowered(tree_v0_5_23: Path) -> dict:
     python = REPO / ".venv-hip" / "bin" / "python"
@@ -39,6 +48,7 @@ def lowered(tree_v0_5_23: Path) -> dict:
         capture_output=True,
         text=True,
         timeout=1200,
+        env=_clean_env(),
     )
     rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     assert rows, proc.stderr[-2000:]
