@@ -1,6 +1,6 @@
 """The padding guards of the 0.5.23 series in the lowered TileLang kernels (no GPU).
 
-Runs scripts/lower_tilelang_v0_5_23.py in `.venv-hip` (tilelang 0.1.15, the release that emits
+Runs scripts/kerneltools/lower_v0_5_23.py in `.venv-hip` (tilelang 0.1.15, the release that emits
 HIP source without ROCm): the bf16 and FP8 decode partials for gfx942/gfx950 (and the FP8 one
 for sm_90a) and v1 for sm_90a lower; their generated source masks indices past the cache,
 zeroes masked KV rows (partials) and guards 0/0 (v1); the dynamic shared memory is what the
@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "scripts" / "lower_tilelang_v0_5_23.py"
+SCRIPT = REPO / "scripts" / "kerneltools" / "lower_v0_5_23.py"
 # Dynamic shared memory of the unpatched 0.5.23 kernels under tilelang 0.1.15 (bytes).
 BASE_SHARED = {
     ("fp8_partial", "gfx942"): 46336,

@@ -1,6 +1,6 @@
 """Load single 0.5.23 kernel modules from the tree, under the Triton interpreter, with narrow stubs.
 
-Reuses tests/sglang_loader.py. Each load runs inside a snapshot of `sys.modules`, so the stub
+Reuses scripts/kerneltools/loader.py. Each load runs inside a snapshot of `sys.modules`, so the stub
 `sglang.*` modules installed here never leak into the v0.5.9 tests (they load other stubs under
 the same names). The platform facts the kernel modules read at import are stubbed to "CUDA-like,
 e4m3fn"; `load_sparse_mla(..., fnuz=True)` loads the MI300 flavour (FP8 max 240).
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sglang_loader import install_stub, load_tree_module
+from scripts.kerneltools.loader import install_stub, load_tree_module
 
 DSA = "kernels/ops/attention/dsa"
 STUBS = {

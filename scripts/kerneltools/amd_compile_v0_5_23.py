@@ -1,6 +1,6 @@
 """Compile the Triton kernels the 0.5.23 series touches for gfx942 and gfx950 (CPU only).
 
-    .venv/bin/python -m scripts.amd_compile_v0_5_23 [--tree build/sglang-v0.5.23] [--json OUT]
+    .venv/bin/python -m scripts.kerneltools.amd_compile_v0_5_23 [--tree build/sglang-v0.5.23] [--json OUT]
 
 Loads 0.5.23's own kernel modules from the tree (patched or not: run it on the base commit for
 the "before" figures) and prints VGPR/AGPR/SGPR, spills and LDS per kernel and arch, for the
@@ -17,8 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
+REPO = Path(__file__).resolve().parents[2]
 
 from scripts.kerneltools.amd_compile import (  # noqa: E402
     ARCHES,
@@ -42,7 +41,7 @@ STUBS = {
 
 
 def load_modules(tree: Path) -> dict[str, Any]:
-    from sglang_loader import load_tree_module
+    from scripts.kerneltools.loader import load_tree_module
 
     dsa = "kernels/ops/attention/dsa"
     mla = load_tree_module(

@@ -1,6 +1,6 @@
 """Lower 0.5.23's TileLang sparse-MLA kernels without a GPU and report facts about the source.
 
-    .venv-hip/bin/python scripts/lower_tilelang_v0_5_23.py --tree build/sglang-v0.5.23
+    .venv-hip/bin/python scripts/kerneltools/lower_v0_5_23.py --tree build/sglang-v0.5.23
 
 One JSON object per kernel and target on stdout: ok / error, the dynamic shared memory it asks
 for, and whether the padding guards of the series are in the generated source (masked rows
@@ -18,8 +18,9 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
+REPO = Path(__file__).resolve().parents[2]
+# Run as a script by the .venv-hip interpreter: make the repository importable.
+sys.path.insert(0, str(REPO))
 
 # (label, kernel factory, args, kwargs, target, guard regexes that the series adds)
 CASES = [
@@ -60,7 +61,7 @@ CASES = [
 
 
 def load(tree: Path, arch: str):
-    from sglang_loader import load_tree_module
+    from scripts.kerneltools.loader import load_tree_module
 
     fnuz = arch == "gfx942"
     return load_tree_module(
