@@ -1,4 +1,4 @@
-"""The KV row layout decision (patch 0002): the pure helper and the runner mixin that uses it.
+"""The KV row layout decision (patch 0004): the pure helper and the runner mixin that uses it.
 
 The expected layouts are written out by hand per (backends, dtype) row and platform column,
 from DESIGN §8 patch 2, so that the table documents the rule instead of re-deriving it.
@@ -41,8 +41,9 @@ B, R, S, P = "bf16", "raw_fp8", "scaled_fp8_656", "plain_fp8"
 # (backends, dtype): expected tag on gfx942, gfx950, sm80, sm90, sm100
 TABLE = {
     ("both_tilelang", "bf16"): (B, B, B, B, B),
-    ("both_tilelang", "e4m3fn"): (R, R, S, R, R),
-    ("both_tilelang", "e4m3fnuz"): (R, R, P, R, R),
+    # CUDA: raw FP8 on sm_90 only (the TileLang FP8 path is tuned and tested there).
+    ("both_tilelang", "e4m3fn"): (R, R, S, R, S),
+    ("both_tilelang", "e4m3fnuz"): (R, R, P, R, P),
     ("tilelang+flashmla_kv", "bf16"): (B, B, B, B, B),
     ("tilelang+flashmla_kv", "e4m3fn"): (S, S, S, S, S),
     ("tilelang+flashmla_kv", "e4m3fnuz"): (P, P, P, P, P),
@@ -81,11 +82,21 @@ def expected_spec(tag: str, dtype: torch.dtype) -> tuple[int, torch.dtype]:
     return (ROW_656, U8) if tag == S else (ROW, dtype)
 
 
+def load_layout_module(tree: Path) -> types.ModuleType:
+    """nsa_kv_layout.py and the fp8_kv_config.py constants it imports (both pure modules)."""
+    load_tree_module(
+        tree,
+        "srt/layers/attention/nsa/fp8_kv_config.py",
+        "sglang.srt.layers.attention.nsa.fp8_kv_config",
+    )
+    return load_tree_module(
+        tree, "srt/mem_cache/nsa_kv_layout.py", "sglang.srt.mem_cache.nsa_kv_layout"
+    )
+
+
 @pytest.fixture(scope="module")
 def layout(sglang_tree: Path) -> types.ModuleType:
-    return load_tree_module(
-        sglang_tree, "srt/mem_cache/nsa_kv_layout.py", "sglang.srt.mem_cache.nsa_kv_layout"
-    )
+    return load_layout_module(sglang_tree)
 
 
 def resolve(layout, *, backends, dtype, platform, is_nsa=True, rank=512, rope=64):
@@ -200,6 +211,8 @@ def mixin(sglang_tree: Path, layout: types.ModuleType) -> types.ModuleType:
             },
             "sglang.srt.distributed.parallel_state": {"get_world_group": None},
             "sglang.srt.layers.dp_attention": {"get_attention_tp_size": lambda: 1},
+            "sglang.srt.layers.radix_attention": {"RadixAttention": object},
+            "sglang.srt.mem_cache.fp8_kv_store": {"prepare_raw_fp8_k_scales": None},
             "sglang.srt.mem_cache.allocator": {
                 "PagedTokenToKVPoolAllocator": None,
                 "TokenToKVPoolAllocator": None,
@@ -296,6 +309,15 @@ def test_mixin_budget_matches_the_allocated_row(
     # The budget counts exactly the row the pool is built with.
     dim = runner.calculate_mla_kv_cache_dim()
     assert cell == (dim * DTYPES[dtype].itemsize + INDEXER_BYTES) * 61
+
+
+def test_mixin_decides_once(mixin, monkeypatch):
+    runner = make_runner(mixin, backends="both_tilelang", dtype="e4m3fn")
+    first = runner.get_mla_kv_layout()
+    # A later change of the inputs cannot make the pool and the budget disagree.
+    runner.server_args.nsa_decode_backend = "flashmla_kv"
+    assert runner.get_mla_kv_layout() is first
+    assert runner.nsa_kv_layout == R
 
 
 def test_mixin_non_nsa_model_has_no_nsa_tag(mixin):
