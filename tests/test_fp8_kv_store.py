@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import types
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,7 +39,8 @@ from kv_store_oracle import (
     run_store,
     scale_tensor,
 )
-from sglang_loader import install_stub, load_tree_module
+from pool_loader import load_layout_module, load_memory_pool
+from sglang_loader import load_tree_module
 
 SCALES = [1.0, 0.5, 2.0, 1 / 224]
 # Smallest subnormal: 2^(1 - bias - 3 mantissa bits).
@@ -390,79 +390,16 @@ def test_bad_inputs_are_rejected_with_a_clear_message(store, message, kwargs):
 # --- the pool patch (memory_pool.py), loaded by path with its sglang imports stubbed -----------
 
 
-@contextlib.contextmanager
-def _restored_sys_modules() -> Iterator[None]:
-    """Keep the stubs this loader installs from leaking into other tests' module loads."""
-    before = dict(sys.modules)
-    try:
-        yield
-    finally:
-        for name in set(sys.modules) - set(before):
-            if name.startswith("sglang"):
-                del sys.modules[name]
-        sys.modules.update({k: v for k, v in before.items() if k.startswith("sglang")})
-
-
-def _row_copy(kv_buffer, loc, nope, rope):
-    # Upstream's generic two-source row copy, in torch (the Triton original needs a GPU).
-    kv_buffer[loc] = torch.cat([nope, rope], dim=-1)
-
-
 @pytest.fixture(scope="module")
 def layout_module(sglang_tree: Path) -> types.ModuleType:
-    with _restored_sys_modules():
-        load_tree_module(
-            sglang_tree,
-            "srt/layers/attention/nsa/fp8_kv_config.py",
-            "sglang.srt.layers.attention.nsa.fp8_kv_config",
-        )
-        return load_tree_module(
-            sglang_tree, "srt/mem_cache/nsa_kv_layout.py", "_fp8_store_test_nsa_kv_layout"
-        )
+    return load_layout_module(sglang_tree, "_fp8_store_test_nsa_kv_layout")
 
 
 @pytest.fixture(scope="module")
 def pool_module(
     sglang_tree: Path, store: types.ModuleType, layout_module: types.ModuleType
 ) -> types.ModuleType:
-    class _Adapter:
-        @staticmethod
-        def create(enable):
-            return types.SimpleNamespace(region=lambda *a, **k: contextlib.nullcontext())
-
-    stubs = {
-        "sglang.jit_kernel.kvcache": {"can_use_store_cache": None, "store_cache": None},
-        "sglang.srt.configs.mamba_utils": {"BaseLinearStateParams": object},
-        "sglang.srt.constants": {"GPU_MEMORY_TYPE_KV_CACHE": "kv_cache"},
-        "sglang.srt.environ": {"envs": None},
-        "sglang.srt.layers.attention.nsa": {"index_buf_accessor": None},
-        "sglang.srt.layers.attention.nsa.quant_k_cache": {
-            "quantize_k_cache": None,
-            "quantize_k_cache_separate": None,
-        },
-        "sglang.srt.layers.radix_attention": {"RadixAttention": object},
-        "sglang.srt.mem_cache.fp8_kv_store": {
-            "store_mla_kv_fp8_raw": store.store_mla_kv_fp8_raw,
-        },
-        "sglang.srt.mem_cache.nsa_kv_layout": {"NsaKvLayout": layout_module.NsaKvLayout},
-        "sglang.srt.mem_cache.utils": {
-            "get_mla_kv_buffer_triton": None,
-            "maybe_init_custom_mem_pool": lambda device: (False, None, None),
-            "set_mla_kv_buffer_triton": _row_copy,
-            "set_mla_kv_scale_buffer_triton": None,
-        },
-        "sglang.srt.utils": {
-            **{f: (lambda: False) for f in ("is_cpu", "is_cuda", "is_hip", "is_npu")},
-            "cpu_has_amx_support": lambda: False,
-            "next_power_of_2": None,
-        },
-        "sglang.srt.utils.custom_op": {"register_custom_op": lambda fn, **_: fn},
-        "sglang.srt.utils.torch_memory_saver_adapter": {"TorchMemorySaverAdapter": _Adapter},
-    }
-    with _restored_sys_modules():
-        for name, attrs in stubs.items():
-            install_stub(name, **attrs)
-        return load_tree_module(sglang_tree, "srt/mem_cache/memory_pool.py", "_fp8_memory_pool")
+    return load_memory_pool(sglang_tree, store, layout_module, "_fp8_memory_pool")
 
 
 RAW = "raw_fp8"
