@@ -1,4 +1,4 @@
-"""CPU tests of the raw-FP8 MLA quantise-and-store kernel (patch 0005) under TRITON_INTERPRET=1.
+"""CPU tests of the raw-FP8 MLA quantise-and-store kernel (patch 0006) under TRITON_INTERPRET=1.
 
 TRITON_INTERPRET=1 is set for this test module only (a module-scoped fixture restores it):
 triton 3.x decides interpreted-or-compiled when `@triton.jit` decorates, so the kernel module

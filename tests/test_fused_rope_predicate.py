@@ -1,4 +1,4 @@
-"""The MI355 fused RoPE + FP8 KV write predicate (patch 0008, fused_rope_cache.py).
+"""The MI355 fused RoPE + FP8 KV write predicate (patch 0009, fused_rope_cache.py).
 
 Full truth table: every input over its interesting values, exactly one combination is True.
 """

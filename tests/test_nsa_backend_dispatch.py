@@ -1,4 +1,4 @@
-"""Integration of the NSA attention backend changes (patch 0007) and of the FP8 dispatch, on
+"""Integration of the NSA attention backend changes (patch 0008) and of the FP8 dispatch, on
 the real patched modules with narrow stubs (no GPU, no kernels):
 
 - nsa_backend.py: every forward mode that reaches TileLang (decode, extend, target verify,

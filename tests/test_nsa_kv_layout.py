@@ -1,4 +1,5 @@
-"""The KV row layout decision (patch 0004): the pure helper and the runner mixin that uses it.
+"""The KV row layout decision (patch 0004), the budget that follows it (patch 0005): the pure
+helper and the runner mixin that uses it.
 
 The expected layouts are written out by hand per (backends, dtype) row and platform column,
 from DESIGN §8 patch 2, so that the table documents the rule instead of re-deriving it.
