@@ -326,3 +326,82 @@ def test_mixin_non_nsa_model_has_no_nsa_tag(mixin):
     assert runner.calculate_mla_kv_cache_dim() == ROW
     assert runner.nsa_kv_layout is None
     assert runner.get_cell_size_per_token(61) == ROW * 61
+
+
+# --- the pool is built with the runner's decision; raw FP8 scales are prepared once ----------
+
+
+class _RecordingNSAPool(_FakeNSAPool):
+    def __init__(self, size, **kwargs):
+        self.size, self.kwargs = size, kwargs
+
+
+class _Attention(torch.nn.Module):
+    def __init__(self, layer_id):
+        super().__init__()
+        self.layer_id, self.k_scale = layer_id, None
+
+
+def _init_pool(mixin, monkeypatch, *, backends, dtype):
+    prepared = []
+    monkeypatch.setattr(mixin, "NSATokenToKVPool", _RecordingNSAPool)
+    monkeypatch.setattr(mixin, "RadixAttention", _Attention)
+    monkeypatch.setattr(
+        mixin, "prepare_raw_fp8_k_scales", lambda layers, device: prepared.append(list(layers))
+    )
+    monkeypatch.setattr(mixin, "get_available_gpu_memory", lambda *a: 1.0)
+    monkeypatch.setattr(mixin, "_is_hip", False)
+    monkeypatch.setitem(_DEVICE, "sm", 90)
+    runner = make_runner(mixin, backends=backends, dtype=dtype)
+    runner.server_args.__dict__.update(
+        max_running_requests=8,
+        max_total_tokens=None,
+        page_size=1,
+        enable_memory_saver=False,
+        attention_backend="nsa",
+        disaggregation_mode=None,
+    )
+    runner.model_config.context_len = 4096
+    runner.__dict__.update(
+        profile_max_num_token=lambda total: 1024,
+        mambaish_config=None,
+        pp_size=1,
+        spec_algorithm=types.SimpleNamespace(is_none=lambda: True),
+        is_draft_worker=True,  # pools for requests and the allocator already exist
+        is_hybrid_swa=False,
+        req_to_token_pool=object(),
+        token_to_kv_pool_allocator=object(),
+        num_effective_layers=2,
+        device="cpu",
+        gpu_id=0,
+        start_layer=0,
+        end_layer=2,
+        page_size=1,
+    )
+    runner.model = torch.nn.Sequential(_Attention(0), torch.nn.Linear(2, 2), _Attention(1))
+    runner.init_memory_pool(total_gpu_memory=0)
+    return runner, prepared
+
+
+def test_the_pool_gets_the_runners_raw_fp8_decision_and_scales_are_prepared(mixin, monkeypatch):
+    runner, prepared = _init_pool(mixin, monkeypatch, backends="both_tilelang", dtype="e4m3fn")
+    pool = runner.token_to_kv_pool
+    assert pool.kwargs["kv_layout"] == R and pool.kwargs["kv_cache_dim"] == ROW
+    (layers,) = prepared  # once, with every attention layer of the model
+    assert [m.layer_id for m in layers] == [0, 1]
+
+
+@pytest.mark.parametrize(
+    "backends, dtype, tag",
+    [
+        ("both_trtllm", "e4m3fn", P),
+        ("flashmla_auto+flashmla_kv", "e4m3fn", S),
+        ("both_tilelang", "bf16", B),
+    ],
+)
+def test_other_layouts_reach_the_pool_as_decided_and_skip_the_scales(
+    mixin, monkeypatch, backends, dtype, tag
+):
+    runner, prepared = _init_pool(mixin, monkeypatch, backends=backends, dtype=dtype)
+    assert runner.token_to_kv_pool.kwargs["kv_layout"] == tag
+    assert prepared == []
