@@ -83,6 +83,8 @@ def run_v2(tk, q, kv, idx):
     try:
         kernel = tk.sparse_attention_fwd_kernel_v2(q.shape[1], D_V, D_TAIL, TOPK, sm_scale=SM_SCALE)
     except TypeError as err:  # tilelang 0.1.9 dropped T.gemm(wg_wait=...), which v2 uses
+        if "wg_wait" not in str(err):
+            raise
         pytest.skip(
             f"v0.5.9's v2 kernel does not build with this tilelang ({err}); run with "
             "tilelang 0.1.8 (scripts/gpu_suite.sh TL_LAYER, docs/kernels.md)"

@@ -130,7 +130,8 @@ class Step:
         return out.view(NUM_TOKENS, self.q.shape[1], D_V)
 
     def stored(self) -> torch.Tensor:
-        return self.pool.get_key_buffer(0).view(torch.uint8)[:, 0].cpu()
+        # The pool allocates size + page_size rows; slots 0..SLOTS-1 are the ones written.
+        return self.pool.get_key_buffer(0).view(torch.uint8)[:SLOTS, 0].cpu()
 
     def expected(self, k_scale: float) -> torch.Tensor:
         kv_ref = stored_bytes(self.k, k_scale, FN).view(FN).double() * k_scale
