@@ -1,4 +1,4 @@
-"""CPU tests of the raw-FP8 MLA quantise-and-store kernel (patch 3) under TRITON_INTERPRET=1.
+"""CPU tests of the raw-FP8 MLA quantise-and-store kernel (patch 0006) under TRITON_INTERPRET=1.
 
 TRITON_INTERPRET=1 is set for this test module only (a module-scoped fixture restores it):
 triton 3.x decides interpreted-or-compiled when `@triton.jit` decorates, so the kernel module
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import types
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,8 +38,11 @@ from scripts.kerneltools.kv_store_oracle import (
     assert_same_bytes,
     reference,
     run_store,
+    scale_tensor,
 )
-from scripts.kerneltools.loader import install_stub, load_tree_module
+from pool_loader import load_layout_module, load_memory_pool
+
+from scripts.kerneltools.loader import load_tree_module
 
 SCALES = [1.0, 0.5, 2.0, 1 / 224]
 # Smallest subnormal: 2^(1 - bias - 3 mantissa bits).
@@ -88,8 +90,8 @@ def store(sglang_tree: Path, triton_interpreter: None) -> types.ModuleType:
     return mod
 
 
-def test_module_constants_match_torch(store):
-    assert store.FP8_MAX == {fmt: torch.finfo(fmt).max for fmt in (FN, FNUZ)} == MAX
+def test_oracle_maxima_match_torch():
+    assert {fmt: torch.finfo(fmt).max for fmt in (FN, FNUZ)} == MAX
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -194,7 +196,7 @@ def test_rows_without_a_slot_are_skipped(store, fmt):
     loc = torch.tensor([4, -1, 0, -7, 10, 2, -1, 11, 5], dtype=torch.int32)  # 11 >= N
     buf = torch.full((11, 1, ROW), POISON, dtype=torch.uint8)
     store.store_mla_kv_fp8_raw(
-        buf, loc, x[:, None, :NOPE], x[:, None, NOPE:], k_scale=0.5, fp8_dtype=fmt
+        buf, loc, x[:, None, :NOPE], x[:, None, NOPE:], k_scale=scale_tensor(0.5), fp8_dtype=fmt
     )
     want = torch.full((11, ROW), POISON, dtype=torch.uint8)
     written = [(i, s) for i, s in enumerate(loc.tolist()) if 0 <= s < 11]
@@ -217,7 +219,7 @@ def test_non_contiguous_sources(store, fmt):
     assert not nope.is_contiguous() and rope.stride(-1) == 2
     buf = torch.full((t, 1, ROW), POISON, dtype=torch.uint8)
     loc = torch.arange(t - 1, -1, -1)
-    store.store_mla_kv_fp8_raw(buf, loc, nope, rope, k_scale=1 / 224, fp8_dtype=fmt)
+    store.store_mla_kv_fp8_raw(buf, loc, nope, rope, k_scale=scale_tensor(1 / 224), fp8_dtype=fmt)
     rows = torch.cat([nope[:, 0], rope[:, 0]], dim=1)
     assert torch.equal(buf[loc, 0], reference(rows, 1 / 224, fmt))
 
@@ -242,7 +244,7 @@ def test_fp8_typed_buffers(store, buffer_dtype):
     buf = torch.zeros(2, 1, ROW, dtype=torch.uint8).view(buffer_dtype)
     loc = torch.tensor([1])
     store.store_mla_kv_fp8_raw(
-        buf, loc, x[:, None, :NOPE], x[:, None, NOPE:], k_scale=None, fp8_dtype=fmt
+        buf, loc, x[:, None, :NOPE], x[:, None, NOPE:], k_scale=scale_tensor(None), fp8_dtype=fmt
     )
     assert torch.equal(buf.view(torch.uint8)[1, 0], reference(x[0], None, fmt))
 
@@ -252,13 +254,13 @@ def test_general_dims_and_no_rope(store):
     buf = torch.full((3, 1, 512), POISON, dtype=torch.uint8)
     loc = torch.tensor([2, 0, 1])
     store.store_mla_kv_fp8_raw(
-        buf, loc, x[:, None, :448], x[:, None, 448:], k_scale=0.5, fp8_dtype=FNUZ
+        buf, loc, x[:, None, :448], x[:, None, 448:], k_scale=scale_tensor(0.5), fp8_dtype=FNUZ
     )
     assert torch.equal(buf[loc, 0], reference(x, 0.5, FNUZ))
     # D_tail = 0 (DSA models without rope dims).
     buf = torch.full((3, 1, 512), POISON, dtype=torch.uint8)
     y = torch.randn(3, 1, 512)
-    store.store_mla_kv_fp8_raw(buf, loc, y, y[:, :, :0], k_scale=None, fp8_dtype=FN)
+    store.store_mla_kv_fp8_raw(buf, loc, y, y[:, :, :0], k_scale=scale_tensor(None), fp8_dtype=FN)
     assert torch.equal(buf[loc, 0], reference(y[:, 0], None, FN))
 
 
@@ -272,49 +274,92 @@ def test_empty_batch_writes_nothing(store, monkeypatch):
     empty = torch.empty(0, 1, ROW, dtype=torch.bfloat16)
     loc = torch.empty(0, dtype=torch.int64)
     store.store_mla_kv_fp8_raw(
-        buf, loc, empty[..., :NOPE], empty[..., NOPE:], k_scale=None, fp8_dtype=FNUZ
+        buf, loc, empty[..., :NOPE], empty[..., NOPE:], k_scale=scale_tensor(None), fp8_dtype=FNUZ
     )
     assert (buf == POISON).all()
+
+
+def test_a_float_k_scale_is_a_type_error(store):
+    # A Python float would be baked into a captured graph; the layer's tensor is replayed.
+    x = torch.ones(1, 1, ROW)
+    for bad in (1.0, None, torch.ones(2), torch.tensor(1.0, dtype=torch.float64)):
+        with pytest.raises(TypeError, match="one-element float32 k_scale tensor"):
+            store.store_mla_kv_fp8_raw(
+                torch.zeros(2, 1, ROW, dtype=torch.uint8),
+                torch.tensor([0]),
+                x[..., :NOPE],
+                x[..., NOPE:],
+                k_scale=bad,
+                fp8_dtype=FN,
+            )
+
+
+class _LaunchRecorder:
+    """Wraps the interpreted kernel: records each launch's grid and arguments."""
+
+    def __init__(self, kernel):
+        self.kernel, self.launches = kernel, []
+
+    def __getitem__(self, grid):
+        def launch(*args, **kwargs):
+            self.launches.append((grid, args, kwargs))
+            return self.kernel[grid](*args, **kwargs)
+
+        return launch
+
+
+def test_the_kernel_reads_the_scale_tensor_at_run_time(store, monkeypatch):
+    """What a captured graph replays: the same launch, same arguments, after the layer's scale
+    changed in place. The bytes must follow the new value (a scale passed by value would not)."""
+    recorder = _LaunchRecorder(store._store_mla_kv_fp8_raw_kernel)
+    monkeypatch.setattr(store, "_store_mla_kv_fp8_raw_kernel", recorder)
+    x = (torch.randn(3, ROW, generator=torch.Generator().manual_seed(8)) * 50).bfloat16()
+    buf = torch.full((4, 1, ROW), POISON, dtype=torch.uint8)
+    loc = torch.tensor([1, 2, 3])
+    k_scale = scale_tensor(1.0)
+    store.store_mla_kv_fp8_raw(
+        buf, loc, x[:, None, :NOPE], x[:, None, NOPE:], k_scale=k_scale, fp8_dtype=FN
+    )
+    assert torch.equal(buf[1:, 0], reference(x, 1.0, FN))
+    ((grid, args, kwargs),) = recorder.launches
+    k_scale.fill_(0.25)  # in place, as a weight update would
+    buf.fill_(POISON)
+    recorder.kernel[grid](*args, **kwargs)  # replay: identical launch arguments
+    assert torch.equal(buf[1:, 0], reference(x, 0.25, FN))
+    assert not torch.equal(reference(x, 0.25, FN), reference(x, 1.0, FN))
+
+
+# --- the one check of a layer's scale, at load ----------------------------------------------
 
 
 @pytest.mark.parametrize(
     "k_scale", [0.0, -1.0, float("inf"), float("-inf"), float("nan"), 1e-300, 1e39]
 )
-def test_invalid_k_scale_is_rejected_before_writing(store, k_scale):
-    buf = torch.full((2, 1, ROW), POISON, dtype=torch.uint8)
-    x = torch.ones(1, 1, ROW, dtype=torch.bfloat16)
+def test_invalid_k_scale_is_rejected_at_load(store, k_scale):
+    lay = types.SimpleNamespace(layer_id=7, k_scale=torch.tensor(k_scale, dtype=torch.float64))
+    lay.k_scale = lay.k_scale.float()  # what the checkpoint loader leaves: fp32
     with pytest.raises(ValueError) as err:
-        store.store_mla_kv_fp8_raw(
-            buf, torch.tensor([1]), x[..., :NOPE], x[..., NOPE:], k_scale=k_scale, fp8_dtype=FN
-        )
+        store.prepare_raw_fp8_k_scales([lay], "cpu")
     msg = str(err.value)
-    assert f"invalid FP8 KV-cache scale k_scale={k_scale!r}" in msg
-    assert "k_scale from the checkpoint" in msg and "--kv-cache-dtype fp8_e4m3" in msg
-    assert (buf == POISON).all()
-    # Also on an empty batch: a bad scale surfaces at the first (warm-up) store.
-    empty = x[:0]
-    with pytest.raises(ValueError, match="invalid FP8 KV-cache scale"):
-        store.store_mla_kv_fp8_raw(
-            buf,
-            torch.tensor([1])[:0],
-            empty[..., :NOPE],
-            empty[..., NOPE:],
-            k_scale=k_scale,
-            fp8_dtype=FN,
-        )
+    assert msg.startswith("layer 7: invalid FP8 KV-cache scale k_scale=")
+    assert "model.layers.7.self_attn.attn_mqa.k_scale" in msg
+    assert "--kv-cache-dtype fp8_e4m3" in msg
 
 
-def test_tensor_k_scale_is_a_type_error(store):
-    x = torch.ones(1, 1, ROW)
-    with pytest.raises(TypeError, match="k_scale must be a Python float or None.*k_scale_float"):
-        store.store_mla_kv_fp8_raw(
-            torch.zeros(2, 1, ROW, dtype=torch.uint8),
-            torch.tensor([0]),
-            x[..., :NOPE],
-            x[..., NOPE:],
-            k_scale=torch.tensor(1.0),
-            fp8_dtype=FN,
-        )
+def test_prepare_gives_scaleless_layers_a_unit_tensor_and_keeps_loaded_ones(store):
+    loaded = torch.nn.Parameter(torch.tensor(0.5), requires_grad=False)
+    a = types.SimpleNamespace(layer_id=0, k_scale=None, k_scale_float=None)
+    b = types.SimpleNamespace(layer_id=1, k_scale=loaded, k_scale_float=0.5)
+    store.prepare_raw_fp8_k_scales([a, b], "cpu")
+    assert a.k_scale.dtype == torch.float32 and a.k_scale.item() == 1.0
+    assert a.k_scale_float == 1.0
+    assert b.k_scale is loaded  # the same tensor: in-place updates reach both kernels
+
+
+def test_prepare_rejects_a_per_channel_scale(store):
+    lay = types.SimpleNamespace(layer_id=3, k_scale=torch.ones(4))
+    with pytest.raises(ValueError, match="layer 3: .*one per-tensor fp32 k_scale"):
+        store.prepare_raw_fp8_k_scales([lay], "cpu")
 
 
 def _bad_inputs():
@@ -340,97 +385,29 @@ def _bad_inputs():
 def test_bad_inputs_are_rejected_with_a_clear_message(store, message, kwargs):
     before = kwargs["kv_buffer"].clone()
     with pytest.raises(ValueError, match=message):
-        store.store_mla_kv_fp8_raw(**kwargs, k_scale=1.0)
+        store.store_mla_kv_fp8_raw(**kwargs, k_scale=scale_tensor(1.0))
     assert torch.equal(kwargs["kv_buffer"].view(torch.uint8), before.view(torch.uint8))
-
-
-@pytest.mark.parametrize(
-    "dtype, dim, use_nsa, want",
-    [
-        (FNUZ, 576, True, True),
-        (FN, 576, True, True),
-        (FN, 656, True, False),  # FlashMLA layout with inline per-tile scales
-        (FNUZ, 656, True, False),
-        (torch.bfloat16, 576, True, False),
-        (torch.float8_e5m2, 576, True, False),
-        (torch.uint8, 576, True, False),
-        (FN, 576, False, False),  # plain MLA keeps upstream's cast-and-copy path
-        (FNUZ, 576, False, False),
-    ],
-)
-def test_layout_predicate(store, dtype, dim, use_nsa, want):
-    assert store.is_raw_fp8_mla_layout(dtype, dim, 512, 64, use_nsa) is want
-
-
-def test_layout_predicate_other_model_dims(store):
-    assert store.is_raw_fp8_mla_layout(FN, 512, 512, 0, True)
-    assert not store.is_raw_fp8_mla_layout(FN, 576, 512, 0, True)
 
 
 # --- the pool patch (memory_pool.py), loaded by path with its sglang imports stubbed -----------
 
 
-@contextlib.contextmanager
-def _restored_sys_modules() -> Iterator[None]:
-    """Keep the stubs this loader installs from leaking into other tests' module loads."""
-    before = dict(sys.modules)
-    try:
-        yield
-    finally:
-        for name in set(sys.modules) - set(before):
-            if name.startswith("sglang"):
-                del sys.modules[name]
-        sys.modules.update({k: v for k, v in before.items() if k.startswith("sglang")})
-
-
-def _row_copy(kv_buffer, loc, nope, rope):
-    # Upstream's generic two-source row copy, in torch (the Triton original needs a GPU).
-    kv_buffer[loc] = torch.cat([nope, rope], dim=-1)
+@pytest.fixture(scope="module")
+def layout_module(sglang_tree: Path) -> types.ModuleType:
+    return load_layout_module(sglang_tree, "_fp8_store_test_nsa_kv_layout")
 
 
 @pytest.fixture(scope="module")
-def pool_module(sglang_tree: Path, store: types.ModuleType) -> types.ModuleType:
-    class _Adapter:
-        @staticmethod
-        def create(enable):
-            return types.SimpleNamespace(region=lambda *a, **k: contextlib.nullcontext())
-
-    stubs = {
-        "sglang.jit_kernel.kvcache": {"can_use_store_cache": None, "store_cache": None},
-        "sglang.srt.configs.mamba_utils": {"BaseLinearStateParams": object},
-        "sglang.srt.constants": {"GPU_MEMORY_TYPE_KV_CACHE": "kv_cache"},
-        "sglang.srt.environ": {"envs": None},
-        "sglang.srt.layers.attention.nsa": {"index_buf_accessor": None},
-        "sglang.srt.layers.attention.nsa.quant_k_cache": {
-            "quantize_k_cache": None,
-            "quantize_k_cache_separate": None,
-        },
-        "sglang.srt.layers.radix_attention": {"RadixAttention": object},
-        "sglang.srt.mem_cache.fp8_kv_store": {
-            "is_raw_fp8_mla_layout": store.is_raw_fp8_mla_layout,
-            "store_mla_kv_fp8_raw": store.store_mla_kv_fp8_raw,
-        },
-        "sglang.srt.mem_cache.utils": {
-            "get_mla_kv_buffer_triton": None,
-            "maybe_init_custom_mem_pool": lambda device: (False, None, None),
-            "set_mla_kv_buffer_triton": _row_copy,
-            "set_mla_kv_scale_buffer_triton": None,
-        },
-        "sglang.srt.utils": {
-            **{f: (lambda: False) for f in ("is_cpu", "is_cuda", "is_hip", "is_npu")},
-            "cpu_has_amx_support": lambda: False,
-            "next_power_of_2": None,
-        },
-        "sglang.srt.utils.custom_op": {"register_custom_op": lambda fn, **_: fn},
-        "sglang.srt.utils.torch_memory_saver_adapter": {"TorchMemorySaverAdapter": _Adapter},
-    }
-    with _restored_sys_modules():
-        for name, attrs in stubs.items():
-            install_stub(name, **attrs)
-        return load_tree_module(sglang_tree, "srt/mem_cache/memory_pool.py", "_fp8_memory_pool")
+def pool_module(
+    sglang_tree: Path, store: types.ModuleType, layout_module: types.ModuleType
+) -> types.ModuleType:
+    return load_memory_pool(sglang_tree, store, layout_module, "_fp8_memory_pool")
 
 
-def make_pool(mod, dtype, override_kv_cache_dim=None, use_nsa=True):
+RAW = "raw_fp8"
+
+
+def make_pool(mod, dtype, override_kv_cache_dim=None, use_nsa=True, kv_layout=RAW):
     return mod.MLATokenToKVPool(
         size=16,
         page_size=1,
@@ -442,20 +419,35 @@ def make_pool(mod, dtype, override_kv_cache_dim=None, use_nsa=True):
         enable_memory_saver=False,
         use_nsa=use_nsa,
         override_kv_cache_dim=override_kv_cache_dim,
+        kv_layout=kv_layout,
     )
 
 
-def layer(layer_id=1, k_scale=None, k_scale_float=None):
-    return types.SimpleNamespace(layer_id=layer_id, k_scale=k_scale, k_scale_float=k_scale_float)
+def layer(layer_id=1, k_scale=1.0):
+    return types.SimpleNamespace(layer_id=layer_id, k_scale=scale_tensor(k_scale))
 
 
-def test_pool_flags_follow_the_layout(pool_module):
-    assert make_pool(pool_module, FNUZ).kv_cache_store_fp8_raw
-    assert make_pool(pool_module, FN).kv_cache_store_fp8_raw
-    p656 = make_pool(pool_module, FN, override_kv_cache_dim=656)
+def test_pool_flags_follow_the_runners_layout(pool_module, layout_module):
+    tags = layout_module.NsaKvLayout
+    assert make_pool(pool_module, FNUZ, kv_layout=tags.RAW_FP8).kv_cache_store_fp8_raw
+    assert make_pool(pool_module, FN, kv_layout=tags.RAW_FP8).kv_cache_store_fp8_raw
+    p656 = make_pool(pool_module, FN, override_kv_cache_dim=656, kv_layout=tags.SCALED_FP8_656)
     assert p656.nsa_kv_cache_store_fp8 and not p656.kv_cache_store_fp8_raw
-    assert not make_pool(pool_module, torch.bfloat16).kv_cache_store_fp8_raw
-    assert not make_pool(pool_module, FN, use_nsa=False).kv_cache_store_fp8_raw
+    assert not make_pool(pool_module, torch.bfloat16, kv_layout=tags.BF16).kv_cache_store_fp8_raw
+    assert not make_pool(pool_module, FN, use_nsa=False, kv_layout=None).kv_cache_store_fp8_raw
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_plain_fp8_pool_keeps_upstreams_cast(pool_module, fmt):
+    """--nsa-*-backend trtllm --kv-cache-dtype fp8_e4m3 (CUDA): the runner says plain_fp8, the
+    same 576-wide e4m3 row as raw FP8. The pool must keep upstream's unscaled cast there and
+    not take the scaled store, which only the TileLang reader multiplies back."""
+    pool = make_pool(pool_module, fmt, kv_layout="plain_fp8")
+    assert not pool.kv_cache_store_fp8_raw
+    x = (torch.randn(2, 1, ROW, generator=torch.Generator().manual_seed(2)) * 4).bfloat16()
+    pool.set_mla_kv_buffer(layer(k_scale=2.0), torch.tensor([3, 5]), x[..., :NOPE], x[..., NOPE:])
+    got = pool.kv_buffer[1].view(torch.uint8)[[3, 5], 0]
+    assert torch.equal(got, x[:, 0].to(fmt).view(torch.uint8))
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -464,47 +456,33 @@ def test_pool_store_uses_the_layer_scale(pool_module, fmt):
     g = torch.Generator().manual_seed(5)
     latent = (torch.randn(3, ROW, generator=g) * 600).to(torch.bfloat16)
     loc = torch.tensor([3, -1, 7])
-    pool.set_mla_kv_buffer(
-        layer(k_scale_float=2.0), loc, latent[:, None, :NOPE], latent[:, None, NOPE:]
-    )
+    pool.set_mla_kv_buffer(layer(k_scale=2.0), loc, latent[:, None, :NOPE], latent[:, None, NOPE:])
     buf = pool.get_key_buffer(1).view(torch.uint8)[:, 0]
     assert torch.equal(buf[[3, 7]], reference(latent[[0, 2]], 2.0, fmt))
     assert (buf[[0, 1, 2, 4, 5, 6, 8]] == 0).all()
     assert (pool.kv_buffer[0].view(torch.uint8) == 0).all()  # the other layer
 
 
-def test_pool_scale_sources(pool_module):
-    x = torch.full((1, 1, ROW), 3.0)
-    loc = torch.tensor([2])
+def test_pool_store_never_reads_the_scale_on_the_host(pool_module, monkeypatch):
+    # No float(layer.k_scale) / .item() on the hot path: that would sync the device and bake
+    # the value into a captured graph.
     pool = make_pool(pool_module, FN)
-    got = []
-    for lay in (
-        layer(),  # bf16 checkpoint: no quant config, no scale -> 1.0
-        layer(k_scale=torch.tensor(0.5)),  # scale tensor but no float yet: read once
-        layer(k_scale=torch.tensor(-1.0), k_scale_float=0.25),  # the float wins
-    ):
-        pool.set_mla_kv_buffer(lay, loc, x[..., :NOPE], x[..., NOPE:])
-        got.append(pool.get_key_buffer(1)[2, 0, 0].float().item())
-    assert got == [3.0, 6.0, 12.0]
-    assert pool._raw_fp8_k_scales == {1: 0.5}
-
-
-def test_pool_rejects_an_unloaded_scale(pool_module):
-    # -1 is BaseKVCacheMethod's "not loaded" value; it must never be divided by.
-    pool = make_pool(pool_module, FNUZ)
-    x = torch.ones(1, 1, ROW)
-    with pytest.raises(ValueError, match="k_scale=-1.0.*checkpoint"):
-        pool.set_mla_kv_buffer(
-            layer(k_scale=torch.tensor(-1.0)), torch.tensor([1]), x[..., :NOPE], x[..., NOPE:]
+    lay = layer(k_scale=0.5)
+    for name in ("item", "tolist", "__float__"):
+        monkeypatch.setattr(
+            torch.Tensor, name, lambda *a, _n=name: pytest.fail(f"host read: Tensor.{_n}")
         )
-    assert (pool.kv_buffer[1].view(torch.uint8) == 0).all()
+    x = torch.full((1, 1, ROW), 3.0)
+    pool.set_mla_kv_buffer(lay, torch.tensor([2]), x[..., :NOPE], x[..., NOPE:])
+    monkeypatch.undo()
+    assert pool.get_key_buffer(1)[2, 0, 0].float().item() == 6.0
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_pool_set_kv_buffer_quantises_the_full_row(pool_module, fmt):
     pool = make_pool(pool_module, fmt)
     k = (torch.randn(2, 1, ROW) * 300).to(torch.bfloat16)
-    pool.set_kv_buffer(layer(k_scale_float=0.5), torch.tensor([5, 9]), k, k)
+    pool.set_kv_buffer(layer(k_scale=0.5), torch.tensor([5, 9]), k, k)
     buf = pool.get_key_buffer(1).view(torch.uint8)[:, 0]
     assert torch.equal(buf[[5, 9]], reference(k[:, 0], 0.5, fmt))
 
@@ -514,7 +492,5 @@ def test_pool_copies_rows_that_arrive_already_quantised(pool_module):
     pool = make_pool(pool_module, FN)
     codes = torch.randint(0, 0x7F, (2, 1, ROW), dtype=torch.uint8)
     k = codes.view(FN)
-    pool.set_mla_kv_buffer(
-        layer(k_scale_float=4.0), torch.tensor([1, 2]), k[..., :NOPE], k[..., NOPE:]
-    )
+    pool.set_mla_kv_buffer(layer(k_scale=4.0), torch.tensor([1, 2]), k[..., :NOPE], k[..., NOPE:])
     assert torch.equal(pool.kv_buffer[1][[1, 2]], codes)

@@ -1,4 +1,5 @@
-"""The KV row layout decision (patch 0002): the pure helper and the runner mixin that uses it.
+"""The KV row layout decision (patch 0004), the budget that follows it (patch 0005): the pure
+helper and the runner mixin that uses it.
 
 The expected layouts are written out by hand per (backends, dtype) row and platform column,
 from DESIGN §8 patch 2, so that the table documents the rule instead of re-deriving it.
@@ -42,8 +43,9 @@ B, R, S, P = "bf16", "raw_fp8", "scaled_fp8_656", "plain_fp8"
 # (backends, dtype): expected tag on gfx942, gfx950, sm80, sm90, sm100
 TABLE = {
     ("both_tilelang", "bf16"): (B, B, B, B, B),
-    ("both_tilelang", "e4m3fn"): (R, R, S, R, R),
-    ("both_tilelang", "e4m3fnuz"): (R, R, P, R, R),
+    # CUDA: raw FP8 on sm_90 only (the TileLang FP8 path is tuned and tested there).
+    ("both_tilelang", "e4m3fn"): (R, R, S, R, S),
+    ("both_tilelang", "e4m3fnuz"): (R, R, P, R, P),
     ("tilelang+flashmla_kv", "bf16"): (B, B, B, B, B),
     ("tilelang+flashmla_kv", "e4m3fn"): (S, S, S, S, S),
     ("tilelang+flashmla_kv", "e4m3fnuz"): (P, P, P, P, P),
@@ -82,11 +84,21 @@ def expected_spec(tag: str, dtype: torch.dtype) -> tuple[int, torch.dtype]:
     return (ROW_656, U8) if tag == S else (ROW, dtype)
 
 
+def load_layout_module(tree: Path) -> types.ModuleType:
+    """nsa_kv_layout.py and the fp8_kv_config.py constants it imports (both pure modules)."""
+    load_tree_module(
+        tree,
+        "srt/layers/attention/nsa/fp8_kv_config.py",
+        "sglang.srt.layers.attention.nsa.fp8_kv_config",
+    )
+    return load_tree_module(
+        tree, "srt/mem_cache/nsa_kv_layout.py", "sglang.srt.mem_cache.nsa_kv_layout"
+    )
+
+
 @pytest.fixture(scope="module")
 def layout(sglang_tree: Path) -> types.ModuleType:
-    return load_tree_module(
-        sglang_tree, "srt/mem_cache/nsa_kv_layout.py", "sglang.srt.mem_cache.nsa_kv_layout"
-    )
+    return load_layout_module(sglang_tree)
 
 
 def resolve(layout, *, backends, dtype, platform, is_nsa=True, rank=512, rope=64):
@@ -201,6 +213,8 @@ def mixin(sglang_tree: Path, layout: types.ModuleType) -> types.ModuleType:
             },
             "sglang.srt.distributed.parallel_state": {"get_world_group": None},
             "sglang.srt.layers.dp_attention": {"get_attention_tp_size": lambda: 1},
+            "sglang.srt.layers.radix_attention": {"RadixAttention": object},
+            "sglang.srt.mem_cache.fp8_kv_store": {"prepare_raw_fp8_k_scales": None},
             "sglang.srt.mem_cache.allocator": {
                 "PagedTokenToKVPoolAllocator": None,
                 "TokenToKVPoolAllocator": None,
@@ -299,8 +313,96 @@ def test_mixin_budget_matches_the_allocated_row(
     assert cell == (dim * DTYPES[dtype].itemsize + INDEXER_BYTES) * 61
 
 
+def test_mixin_decides_once(mixin, monkeypatch):
+    runner = make_runner(mixin, backends="both_tilelang", dtype="e4m3fn")
+    first = runner.get_mla_kv_layout()
+    # A later change of the inputs cannot make the pool and the budget disagree.
+    runner.server_args.nsa_decode_backend = "flashmla_kv"
+    assert runner.get_mla_kv_layout() is first
+    assert runner.nsa_kv_layout == R
+
+
 def test_mixin_non_nsa_model_has_no_nsa_tag(mixin):
     runner = make_runner(mixin, backends="both_tilelang", dtype="e4m3fn", is_nsa=False)
     assert runner.calculate_mla_kv_cache_dim() == ROW
     assert runner.nsa_kv_layout is None
     assert runner.get_cell_size_per_token(61) == ROW * 61
+
+
+# --- the pool is built with the runner's decision; raw FP8 scales are prepared once ----------
+
+
+class _RecordingNSAPool(_FakeNSAPool):
+    def __init__(self, size, **kwargs):
+        self.size, self.kwargs = size, kwargs
+
+
+class _Attention(torch.nn.Module):
+    def __init__(self, layer_id):
+        super().__init__()
+        self.layer_id, self.k_scale = layer_id, None
+
+
+def _init_pool(mixin, monkeypatch, *, backends, dtype):
+    prepared = []
+    monkeypatch.setattr(mixin, "NSATokenToKVPool", _RecordingNSAPool)
+    monkeypatch.setattr(mixin, "RadixAttention", _Attention)
+    monkeypatch.setattr(
+        mixin, "prepare_raw_fp8_k_scales", lambda layers, device: prepared.append(list(layers))
+    )
+    monkeypatch.setattr(mixin, "get_available_gpu_memory", lambda *a: 1.0)
+    monkeypatch.setattr(mixin, "_is_hip", False)
+    monkeypatch.setitem(_DEVICE, "sm", 90)
+    runner = make_runner(mixin, backends=backends, dtype=dtype)
+    runner.server_args.__dict__.update(
+        max_running_requests=8,
+        max_total_tokens=None,
+        page_size=1,
+        enable_memory_saver=False,
+        attention_backend="nsa",
+        disaggregation_mode=None,
+    )
+    runner.model_config.context_len = 4096
+    runner.__dict__.update(
+        profile_max_num_token=lambda total: 1024,
+        mambaish_config=None,
+        pp_size=1,
+        spec_algorithm=types.SimpleNamespace(is_none=lambda: True),
+        is_draft_worker=True,  # pools for requests and the allocator already exist
+        is_hybrid_swa=False,
+        req_to_token_pool=object(),
+        token_to_kv_pool_allocator=object(),
+        num_effective_layers=2,
+        device="cpu",
+        gpu_id=0,
+        start_layer=0,
+        end_layer=2,
+        page_size=1,
+    )
+    runner.model = torch.nn.Sequential(_Attention(0), torch.nn.Linear(2, 2), _Attention(1))
+    runner.init_memory_pool(total_gpu_memory=0)
+    return runner, prepared
+
+
+def test_the_pool_gets_the_runners_raw_fp8_decision_and_scales_are_prepared(mixin, monkeypatch):
+    runner, prepared = _init_pool(mixin, monkeypatch, backends="both_tilelang", dtype="e4m3fn")
+    pool = runner.token_to_kv_pool
+    assert pool.kwargs["kv_layout"] == R and pool.kwargs["kv_cache_dim"] == ROW
+    (layers,) = prepared  # once, with every attention layer of the model
+    assert [m.layer_id for m in layers] == [0, 1]
+
+
+@pytest.mark.parametrize(
+    "backends, dtype, tag",
+    [
+        ("both_trtllm", "e4m3fn", P),
+        ("flashmla_auto+flashmla_kv", "e4m3fn", S),
+        ("both_tilelang", "bf16", B),
+    ],
+)
+def test_other_layouts_reach_the_pool_as_decided_and_skip_the_scales(
+    mixin, monkeypatch, backends, dtype, tag
+):
+    runner, prepared = _init_pool(mixin, monkeypatch, backends=backends, dtype=dtype)
+    assert runner.token_to_kv_pool.kwargs["kv_layout"] == tag
+    assert prepared == []

@@ -80,6 +80,7 @@ def copy_bandwidth(nbytes: int = 1 << 30) -> float:
 def bench_store(mod, pool, fmt, t: int, launch_config, calls_per_graph: int = 20) -> dict:
     latent = torch.randn(t, NOPE + ROPE, device="cuda").mul_(100).to(torch.bfloat16)
     loc = torch.randperm(POOL_SLOTS, device="cuda")[:t]
+    k_scale = torch.tensor(0.5, dtype=torch.float32, device="cuda")  # the layer's tensor
 
     def store():
         mod.store_mla_kv_fp8_raw(
@@ -87,7 +88,7 @@ def bench_store(mod, pool, fmt, t: int, launch_config, calls_per_graph: int = 20
             loc,
             latent[:, None, :NOPE],
             latent[:, None, NOPE:],
-            k_scale=0.5,
+            k_scale=k_scale,
             fp8_dtype=fmt,
             launch_config=launch_config,
         )

@@ -16,9 +16,18 @@ NOPE, ROPE, ROW = 512, 64, 576
 POISON = 0xA5  # a byte the kernel never writes for these inputs
 
 
+def scale_tensor(k_scale: float | None, device: str | torch.device = "cpu") -> torch.Tensor:
+    """A layer's k_scale as the store takes it: a one-element fp32 tensor (None = 1.0)."""
+    return torch.tensor(1.0 if k_scale is None else k_scale, dtype=torch.float32, device=device)
+
+
 def reference(x: torch.Tensor, k_scale: float | None, fmt: torch.dtype) -> torch.Tensor:
-    """Expected bytes, computed on the CPU (torch's CUDA build may lack fnuz casts)."""
-    inv = torch.tensor(1.0 if k_scale is None else 1.0 / k_scale, dtype=torch.float32)
+    """Expected bytes, computed on the CPU (torch's CUDA build may lack fnuz casts).
+
+    The scale is the fp32 value the layer's tensor holds; its reciprocal is rounded once to
+    fp32 (1 / s in float64, then to fp32: the correctly rounded fp32 quotient)."""
+    s = scale_tensor(k_scale).item()
+    inv = torch.tensor(1.0 / s, dtype=torch.float32)
     y = x.cpu().float() * inv
     code = y.clamp(-MAX[fmt], MAX[fmt]).to(fmt).view(torch.uint8)
     # Our NaN is sign-less (fn 0x7F): GPUs drop a NaN's sign in the multiply anyway.
@@ -51,7 +60,7 @@ def run_store(
         loc,
         rows[:, None, :NOPE],
         rows[:, None, NOPE:],
-        k_scale=k_scale,
+        k_scale=scale_tensor(k_scale, device),
         fp8_dtype=fmt,
         launch_config=launch_config,
     )

@@ -150,7 +150,9 @@ def test_large_q_magnitudes_saturate_nothing(tk, mma):
 def test_missing_scale_would_be_caught(tk):
     # The same case with the scale dropped on the read side must fail the tolerance.
     q, kv, idx, _, out, ref = run_case(tk, 4, 16, "all", 2.0, False, seed=11)
-    wrong = tk.tilelang_sparse_fwd(q, kv, idx.view(4, 1, TOPK), SM_SCALE, D_V).view(4, 16, D_V)
+    unit = torch.ones(1, dtype=torch.float32, device="cuda")
+    wrong = tk.tilelang_sparse_fwd(q, kv, idx.view(4, 1, TOPK), SM_SCALE, D_V, kv_scale=unit)
+    wrong = wrong.view(4, 16, D_V)
     rel = ((wrong.double() - ref).norm() / ref.norm()).item()
     assert rel > 0.3, f"ignoring kv_scale=2 should be far off, got {rel:.3f}"
 

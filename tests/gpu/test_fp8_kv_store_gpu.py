@@ -32,6 +32,7 @@ from scripts.kerneltools.kv_store_oracle import (  # noqa: E402
     as_rows,
     assert_same_bytes,
     reference,
+    scale_tensor,
 )
 from scripts.kerneltools.kv_store_oracle import run_store as _run_store  # noqa: E402
 from scripts.kerneltools.loader import load_tree_module  # noqa: E402
@@ -87,7 +88,12 @@ def test_large_batch_scattered_slots(store, fmt, k_scale):
     buf = torch.full((slots, 1, ROW), POISON, dtype=torch.uint8, device=DEV)
     xd = x.to(DEV)
     store.store_mla_kv_fp8_raw(
-        buf, loc.to(DEV), xd[:, None, :NOPE], xd[:, None, NOPE:], k_scale=k_scale, fp8_dtype=fmt
+        buf,
+        loc.to(DEV),
+        xd[:, None, :NOPE],
+        xd[:, None, NOPE:],
+        k_scale=scale_tensor(k_scale, DEV),
+        fp8_dtype=fmt,
     )
     buf = buf.cpu()[:, 0]
     keep = loc >= 0
@@ -115,7 +121,9 @@ def test_non_contiguous_sources_and_typed_buffer(store, fmt):
     nope, rope = fused[:, None, 1536 : 1536 + NOPE], wide[:, None, ::2]
     buf = torch.zeros(t, 1, ROW, dtype=torch.uint8, device=DEV).view(fmt)
     loc = torch.arange(t - 1, -1, -1, device=DEV, dtype=torch.int32)
-    store.store_mla_kv_fp8_raw(buf, loc, nope, rope, k_scale=1 / 224, fp8_dtype=fmt)
+    store.store_mla_kv_fp8_raw(
+        buf, loc, nope, rope, k_scale=scale_tensor(1 / 224, DEV), fp8_dtype=fmt
+    )
     got = buf.view(torch.uint8)[loc.long(), 0].cpu()
     rows = torch.cat([nope[:, 0].float(), rope[:, 0]], dim=1)
     assert_same_bytes(got, reference(rows, 1 / 224, fmt), rows)
@@ -135,13 +143,14 @@ def test_specials(store, fmt):
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_cuda_graph_capture_and_replay(store, fmt):
     t, slots, k_scale = 64, 256, 0.5
+    scale = scale_tensor(k_scale, DEV)
     x = torch.zeros(t, ROW, dtype=torch.bfloat16, device=DEV)
     loc = torch.zeros(t, dtype=torch.int64, device=DEV)
     buf = torch.full((slots, 1, ROW), POISON, dtype=torch.uint8, device=DEV)
 
     def step():
         store.store_mla_kv_fp8_raw(
-            buf, loc, x[:, None, :NOPE], x[:, None, NOPE:], k_scale=k_scale, fp8_dtype=fmt
+            buf, loc, x[:, None, :NOPE], x[:, None, NOPE:], k_scale=scale, fp8_dtype=fmt
         )
 
     stream = torch.cuda.Stream()
@@ -154,7 +163,8 @@ def test_cuda_graph_capture_and_replay(store, fmt):
         step()
 
     g = torch.Generator().manual_seed(3)
-    for _ in range(3):  # new inputs in place, as a decode step does
+    for k_scale in (0.5, 0.5, 2.0):  # new inputs in place, as a decode step does
+        scale.fill_(k_scale)  # the last replay sees a scale changed after capture
         buf.fill_(POISON)
         new_x = (torch.randn(t, ROW, generator=g) * 200).to(torch.bfloat16)
         new_loc = torch.randperm(slots, generator=g)[:t]
