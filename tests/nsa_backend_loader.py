@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 from pool_loader import restored_sys_modules
+
 from scripts.kerneltools.loader import install_stub, load_tree_module
 
 FLAGS = {"SGLANG_NSA_FUSE_TOPK": True}

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
+
 from scripts.kerneltools.loader import install_stub, load_tree_module
 
 

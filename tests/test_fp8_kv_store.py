@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from pool_loader import load_layout_module, load_memory_pool
 
 from scripts.kerneltools.kv_store_oracle import (
     FN,
@@ -40,8 +41,6 @@ from scripts.kerneltools.kv_store_oracle import (
     run_store,
     scale_tensor,
 )
-from pool_loader import load_layout_module, load_memory_pool
-
 from scripts.kerneltools.loader import load_tree_module
 
 SCALES = [1.0, 0.5, 2.0, 1 / 224]

@@ -19,6 +19,7 @@ import pytest
 import torch
 from nsa_backend_loader import ForwardModeStub, load_nsa_backend, make_backend
 from pool_loader import load_layout_module
+
 from scripts.kerneltools.loader import install_stub
 
 FN = torch.float8_e4m3fn

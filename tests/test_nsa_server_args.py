@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from scripts.kerneltools.loader import install_stub, load_tree_module
 
 # Platform facts each test sets; the stubs read them.

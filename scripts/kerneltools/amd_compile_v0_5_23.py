@@ -1,6 +1,7 @@
 """Compile the Triton kernels the 0.5.23 series touches for gfx942 and gfx950 (CPU only).
 
-    .venv/bin/python -m scripts.kerneltools.amd_compile_v0_5_23 [--tree build/sglang-v0.5.23] [--json OUT]
+    .venv/bin/python -m scripts.kerneltools.amd_compile_v0_5_23 \
+        [--tree build/sglang-v0.5.23] [--json OUT]
 
 Loads 0.5.23's own kernel modules from the tree (patched or not: run it on the base commit for
 the "before" figures) and prints VGPR/AGPR/SGPR, spills and LDS per kernel and arch, for the

@@ -22,13 +22,13 @@ if not torch.cuda.is_available():
         "needs a CUDA GPU (run on the device: see docs/kernels.md)", allow_module_level=True
     )
 
-from scripts.kerneltools.shapes import D_TAIL, D_V, SM_SCALE, TOPK  # noqa: E402
+from scripts.kerneltools.kernels import compile_bf16_decode, load_tilelang_kernel_module  # noqa: E402
 from scripts.kerneltools.reference import (  # noqa: E402
     quantize_kv,
     quantize_q_per_head,
     sparse_mla_reference,
 )
-from scripts.kerneltools.kernels import compile_bf16_decode, load_tilelang_kernel_module  # noqa: E402
+from scripts.kerneltools.shapes import D_TAIL, D_V, SM_SCALE, TOPK  # noqa: E402
 
 SLOTS = 4096
 NUM_TOKENS = 6

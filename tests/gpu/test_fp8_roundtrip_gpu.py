@@ -8,8 +8,9 @@ after the layer's scale changed in place.
 Reference: every K row (the context written through the pool first, and the step's own
 tokens) is quantised by the independent oracle (torch's RNE cast of K * fp32(1/k_scale),
 saturated), dequantised and multiplied by k_scale in float64; the attention itself is the
-float64 reference of scripts/kerneltools/reference.py. Tolerance as in test_decode_fp8_gpu.py (relative L2
-<= 3%); a store or a reader that ignored k_scale is off by >= 50%.
+float64 reference of scripts/kerneltools/reference.py. Tolerance as in
+test_decode_fp8_gpu.py (relative L2 <= 3%); a store or a reader that ignored k_scale is off
+by >= 50%.
 """
 
 from __future__ import annotations
@@ -28,13 +29,14 @@ if not torch.cuda.is_available():
         "needs a CUDA GPU (run on the device: see docs/kernels.md)", allow_module_level=True
     )
 
-from scripts.kerneltools.shapes import D_TAIL, D_V, SM_SCALE, TOPK  # noqa: E402
-from scripts.kerneltools.reference import quantize_q_per_head, sparse_mla_reference  # noqa: E402
-from scripts.kerneltools.kv_store_oracle import reference as stored_bytes  # noqa: E402
 from nsa_backend_loader import ForwardModeStub, load_nsa_backend, make_backend  # noqa: E402
-from scripts.kerneltools.kernels import FP8_MODULE, load_tilelang_kernel_module  # noqa: E402
 from pool_loader import load_layout_module, load_memory_pool  # noqa: E402
+
+from scripts.kerneltools.kernels import FP8_MODULE, load_tilelang_kernel_module  # noqa: E402
+from scripts.kerneltools.kv_store_oracle import reference as stored_bytes  # noqa: E402
 from scripts.kerneltools.loader import load_tree_module  # noqa: E402
+from scripts.kerneltools.reference import quantize_q_per_head, sparse_mla_reference  # noqa: E402
+from scripts.kerneltools.shapes import D_TAIL, D_V, SM_SCALE, TOPK  # noqa: E402
 
 FN = torch.float8_e4m3fn
 SLOTS = 4096

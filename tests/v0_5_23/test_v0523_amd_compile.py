@@ -4,7 +4,8 @@ Triton's AMD backend on the CPU (no GPU, no ROCm), and are no heavier than recor
 The variants an FP8 checkpoint runs (a k_scale; a bf16 query scaled per head) are compiled
 from the tree and compared with docs/results/amd-compile-v0.5.23.json, which holds the same
 figures for unpatched 0.5.23 (`base`) and for the series (measured with
-scripts.kerneltools.amd_compile_v0_5_23.py): a kernel that did not spill upstream must not spill, and the
+scripts/kerneltools/amd_compile_v0_5_23.py): a kernel that did not spill upstream must not
+spill, and the
 per-lane scratch may not exceed the recorded series figure (which each patch header states
 against the base). The unpatched tree has no such variants: these tests fail there.
 """

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from scripts.kerneltools.loader import install_stub, load_tree_module
 
 DSA = "kernels/ops/attention/dsa"
