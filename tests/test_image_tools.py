@@ -151,7 +151,7 @@ def test_queue_hash_uses_the_queue_parser(tmp_path: Path):
     with pytest.raises(QueueHashError, match="only a file name is allowed"):
         queue_hash(q)
     (q / "series").write_text("../1.patch\n")
-    with pytest.raises(QueueHashError, match="must be a path inside patches/"):
+    with pytest.raises(QueueHashError, match="must be a path inside q/"):
         queue_hash(q)
 
 
