@@ -14,9 +14,9 @@ patch 0002 gives barriers: `bf16_decode` (sparse_mla_fwd_decode_partial, the gfx
 path) and `bf16_v1` (sparse_attention_fwd_kernel_v1, gfx942's path and gfx950's prefill), built
 with the arguments the dispatch passes on `--arch`.
 
-`--dispatch` lowers every FP8 configuration that the kernel's per-arch table picks for
-DeepSeek-V3.2 (d_v 512, d_tail 64, topk 2048) with H in --heads, any token count, on a card of
-the arch (--cu); configurations that differ only in H are lowered once, for the largest H.
+`--dispatch` lowers every FP8 configuration that the kernel's per-arch table picks for d_v 512,
+topk 2048, H in --heads, d_tail in --d-tail and any token count (1 .. 16384) on a card of the
+arch (--cu); configurations that differ only in H are lowered once, for the largest H.
 
 Mutations, for the tests that show the checks fail: `--rev upstream/v0.5.9` lowers the kernel
 file of that revision (the unpatched bf16 kernels), `--drop-barriers` deletes every
