@@ -14,7 +14,7 @@ SRC="${1:?usage: install_sglang.sh <patched tree>/python}"
 PYTHON="${PYTHON:-python3}"
 
 if [[ -f "$SRC/pyproject.toml" ]]; then
-    # Full upstream checkout: a normal install, version forced to the lock's (no git metadata).
+    # Full upstream checkout: a normal install, version forced to versions.env's (no git metadata).
     SETUPTOOLS_SCM_PRETEND_VERSION="$SGLANG_VERSION" \
         "$PYTHON" -m pip install --no-cache-dir --no-deps --no-build-isolation "$SRC"
     exit 0
@@ -25,7 +25,7 @@ DEST="$("$PYTHON" -c 'import importlib.util, os; print(os.path.dirname(importlib
     || die "the base image has no sglang to overlay"
 BASE_VERSION="$("$PYTHON" -c 'import importlib.metadata as m; print(m.version("sglang"))')"
 [[ "${BASE_VERSION%%+*}" == "$SGLANG_VERSION" ]] \
-    || die "base image carries sglang $BASE_VERSION, the lock says $SGLANG_VERSION: wrong base image"
+    || die "base image carries sglang $BASE_VERSION, versions.env says $SGLANG_VERSION: wrong base image"
 echo "[sglang] overlaying $SRC/sglang onto $DEST (base sglang $BASE_VERSION)"
 # Python files the patched tree does not have (deleted by a patch) must not survive; other base
 # files (e.g. the MI300X_VF tuning-config copies the base image generates) stay.

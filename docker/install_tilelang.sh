@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build and install TileLang from source for ROCm at the lock's commit (TILELANG_ROCM_COMMIT),
+# Build and install TileLang from source for ROCm at versions.env's commit (TILELANG_ROCM_COMMIT),
 # replacing the TileLang the base image ships. Run inside the image by docker/rocm.Dockerfile;
 # every version comes in through the environment (the Dockerfile's ARGs, from versions.env).
 set -euo pipefail
@@ -55,7 +55,7 @@ git -C "$SRC" submodule update -q --init --recursive
     || die "the pinned build tools do not import with $PYTHON (above): the base image lacks a dependency of scikit-build-core; install it in this script, pinned"
 
 # USE_ROCM in the environment makes TileLang's version provider label the build
-# "+rocm.git<commit[:8]>", which the smoke step checks against the lock.
+# "+rocm.git<commit[:8]>", which the smoke step checks against versions.env.
 export USE_ROCM=ON
 CMAKE_ARGS="$(tilelang_cmake_args "$ROCM_PATH" "$LLVM_CONFIG" "$GPU_ARCH")"
 export CMAKE_ARGS

@@ -30,7 +30,7 @@ ARG Z3_SOLVER_VERSION
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
 # What the base really carries (python, sglang, aiter, torch/HIP, ROCm, llvm-config), printed
-# at the top of the build log; `make image` compares it with the lock before building.
+# at the top of the build log; `make image` compares it with versions.env before building.
 COPY docker/base_report.py /opt/sglang-nsa-fp8/base_report.py
 RUN python3 /opt/sglang-nsa-fp8/base_report.py
 
@@ -55,8 +55,8 @@ COPY docker/install_sglang.sh docker/smoke.py /opt/sglang-nsa-fp8/
 COPY python /opt/sglang-nsa-fp8/src/python
 RUN /opt/sglang-nsa-fp8/install_sglang.sh /opt/sglang-nsa-fp8/src/python
 
-# Smoke step: fails the build unless tilelang and sglang import, TileLang is the lock's commit,
-# sglang is the lock's version, the patched FP8 symbols exist, aiter is the base's pinned one and
+# Smoke step: fails the build unless tilelang and sglang import, TileLang is versions.env's commit,
+# sglang is versions.env's version, the patched FP8 symbols exist, aiter is the base's pinned one and
 # torch is still the base's ROCm build. A step of its own, so its log is easy to find.
 # hadolint ignore=DL3059
 RUN python3 /opt/sglang-nsa-fp8/smoke.py \

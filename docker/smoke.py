@@ -1,4 +1,4 @@
-"""Build-time smoke check of the deployment image: exit 1 unless the image is what the lock says.
+"""Build-time smoke check of the deployment image: exit 1 unless it is what versions.env says.
 
 Run by the last RUN step of docker/rocm.Dockerfile with the values of versions.env as arguments,
 so a wrong TileLang, a stale sglang or a missing FP8 kernel fails the build instead of the first
@@ -32,7 +32,7 @@ AITER_DIST = "amd-aiter"
 
 
 class CheckFailed(Exception):
-    """A smoke check found the image different from the lock."""
+    """A smoke check found the image different from versions.env."""
 
 
 @dataclass(frozen=True)
@@ -155,7 +155,7 @@ def build_checks(args: argparse.Namespace) -> list[Check]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sglang-version", required=True, help="SGLANG_VERSION from the lock")
+    parser.add_argument("--sglang-version", required=True, help="SGLANG_VERSION from versions.env")
     parser.add_argument("--tilelang-commit", required=True, help="TILELANG_ROCM_COMMIT")
     parser.add_argument("--tilelang-src", help="TileLang source checkout to compare HEAD with")
     parser.add_argument("--aiter-version", help="AITER_ROCM_VERSION (checked when given)")

@@ -22,7 +22,7 @@ IMAGE_CONTEXT := $(IMAGE_DIR)/context
 # scripts.image.base writes <this>.env (sourced by the build) and <this>.json (the record).
 IMAGE_BASE_OUT = $(IMAGE_DIR)/base-$(GPU_ARCH)
 
-# Lock keys per arch: ROCM_BASE_TAG_GFX942, ROCM_BASE_DIGEST_GFX950, ...
+# versions.env keys per arch: ROCM_BASE_TAG_GFX942, ROCM_BASE_DIGEST_GFX950, ...
 _IMAGE_ARCH_KEY = $(subst gfx,GFX,$(GPU_ARCH))
 IMAGE_BASE_TAG = $(ROCM_BASE_TAG_$(_IMAGE_ARCH_KEY))
 IMAGE_BASE_DIGEST = $(ROCM_BASE_DIGEST_$(_IMAGE_ARCH_KEY))

@@ -20,7 +20,7 @@ case $kind in
 esac
 PYTHON=${PYTHON:-python3}
 
-# --- pins: the KEY=value lines of versions.env (same rules as scripts/lockfile.py) ----------
+# --- pins: the KEY=value lines of versions.env (same rules as scripts/pins.py) ----------
 declare -A PIN=()
 while IFS= read -r line || [[ -n $line ]]; do
   [[ $line =~ ^[[:space:]]*(#|$) ]] && continue

@@ -1,5 +1,5 @@
 """The image's assumptions about its base, checked offline against fake site-packages:
-docker/base_report.py (what `make image` compares with the lock before building) and
+docker/base_report.py (what `make image` compares with versions.env before building) and
 docker/install_sglang.sh (the overlay of the patched tree onto the base's sglang)."""
 
 from __future__ import annotations

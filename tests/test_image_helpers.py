@@ -1,4 +1,4 @@
-"""Shared bits of the tests/test_image_*.py files (no tests here): paths and the lock."""
+"""Shared bits of the tests/test_image_*.py files (no tests here): paths and versions.env."""
 
 from __future__ import annotations
 
@@ -8,19 +8,19 @@ import re
 import subprocess
 from pathlib import Path
 
-from scripts.lockfile import read_lock
+from scripts.pins import read_pins
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "docker" / "rocm.Dockerfile"
 # GitHub reads workflows from .github/workflows only.
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
-# ARGs of the Dockerfile that are not lock keys: computed by mk/image.mk per build.
+# ARGs of the Dockerfile that are not versions.env keys: computed by mk/image.mk per build.
 DERIVED_ARGS = {"BASE_IMAGE", "BASE_DIGEST", "GPU_ARCH", "QUEUE_HASH"}
 FAKE_DOCKER = ROOT / "tests" / "image_fixtures" / "fake_docker.py"
 
 
 def lock() -> dict[str, str]:
-    return read_lock(ROOT / "versions.env")
+    return read_pins(ROOT / "versions.env")
 
 
 def dockerfile_args() -> dict[str, str | None]:

@@ -1,7 +1,7 @@
 """`make image-print` and `make -n image` render the documented docker command for both arches;
 `make image` and `make image-push` run end to end against a fake docker CLI
 (tests/image_fixtures/fake_docker.py): daemon check before staging, the base digest pinned or
-resolved once and recorded, a base that does not match the lock refused, the pushed digest kept.
+resolved once and recorded, a base that does not match versions.env refused, the pushed digest kept.
 
 The fragment is exercised in a harness (tmp dir holding versions.env, mk/image.mk, scripts/ and a
 patch queue), so the tests do not depend on the state of the real queue; one test also runs the

@@ -33,7 +33,7 @@ PIN_SHAPES = {
     "exact requirement": re.compile(r"[A-Za-z0-9_.-]==[0-9]"),
     "image reference": re.compile(r"\b[a-z0-9-]+/[a-z0-9._-]+:v?[0-9][\w.-]*"),
 }
-# Lock keys of the actions the workflows use (`uses:` cannot read variables).
+# versions.env keys of the actions the workflows use (`uses:` cannot read variables).
 ACTION_KEYS = {
     "actions/checkout": "GHA_CHECKOUT_REF",
     "actions/upload-artifact": "GHA_UPLOAD_ARTIFACT_REF",
@@ -50,7 +50,9 @@ def test_dockerfile_args_are_lock_keys_without_defaults():
     pins = lock()
     assert DERIVED_ARGS <= set(args), f"{sorted(DERIVED_ARGS)} must be build args"
     for name, default in args.items():
-        assert default is None, f"ARG {name}={default}: a default duplicates or replaces the lock"
+        assert default is None, (
+            f"ARG {name}={default}: a default duplicates or replaces versions.env"
+        )
         if name not in DERIVED_ARGS:
             assert name in pins, f"ARG {name} is not a versions.env key"
 
@@ -91,7 +93,9 @@ def test_workflow_actions_equal_the_lock():
     seen = set()
     for workflow in WORKFLOWS:
         for action, ref in re.findall(r"uses:\s*([\w./-]+)@(\S+)", workflow.read_text()):
-            assert action in ACTION_KEYS, f"{workflow.name} uses {action}: add its ref to the lock"
+            assert action in ACTION_KEYS, (
+                f"{workflow.name} uses {action}: add its ref to versions.env"
+            )
             key = ACTION_KEYS[action]
             assert ref == pins[key], (
                 f"{workflow.name}: {action}@{ref}, versions.env {key}={pins[key]}"

@@ -10,12 +10,12 @@ import json
 import pytest
 from queue_fixtures import SERVER_ARGS, UTILS, change, make_project, queue_with
 
-from scripts.lockfile import read_lock
 from scripts.patchqueue.apply import QueueError
 from scripts.patchqueue.cli import main
 from scripts.patchqueue.formatting import changed_lines, run_format
+from scripts.pins import read_pins
 
-PINS = read_lock()
+PINS = read_pins()
 NEW = "python/sglang/srt/new_module.py"
 
 

@@ -7,15 +7,15 @@ import subprocess
 
 import pytest
 
-from scripts.lockfile import LockError, read_lock
 from scripts.patchqueue.check import run_check
 from scripts.patchqueue.config import REPO_ROOT, QueueConfig, series_names
+from scripts.pins import PinError, read_pins
 
 TARGET = re.compile(r"^([a-zA-Z0-9_.-]+):(?!=)([^#\n=]*)(## (.*))?$", re.M)
 
 
 def test_lock_has_the_pins_the_queue_needs():
-    lock = read_lock()
+    lock = read_pins()
     assert lock["SGLANG_TAG"] == "v" + lock["SGLANG_VERSION"]
     assert re.fullmatch(r"[0-9a-f]{64}", lock["SGLANG_WHEEL_SHA256"])
     assert lock["SGLANG_WHEEL"] == f"sglang-{lock['SGLANG_VERSION']}-py3-none-any.whl"
@@ -32,8 +32,8 @@ def test_lock_has_the_pins_the_queue_needs():
 )
 def test_lock_rejects_what_make_would_read_differently(tmp_path, text, match):
     (tmp_path / "v.env").write_text("# ok\n\n" + text)
-    with pytest.raises(LockError, match=match):
-        read_lock(tmp_path / "v.env")
+    with pytest.raises(PinError, match=match):
+        read_pins(tmp_path / "v.env")
 
 
 def test_make_help_describes_every_target():
@@ -64,7 +64,7 @@ def test_ci_runs_the_readme_test_command():
     assert "make test" in (REPO_ROOT / "README.md").read_text()
 
 
-@pytest.mark.parametrize("series", series_names(read_lock()))
+@pytest.mark.parametrize("series", series_names(read_pins()))
 def test_the_real_queue_passes_check(series):
     """Each series against its real base (`make test` applies every series first)."""
     cfg = QueueConfig.for_root(REPO_ROOT, series)

@@ -9,12 +9,12 @@ import subprocess
 import pytest
 from queue_fixtures import UTILS, add_series, commit, edited, make_project, queue_with, wheel_of
 
-from scripts.lockfile import LockError
 from scripts.patchqueue.apply import run_apply
 from scripts.patchqueue.cli import main
 from scripts.patchqueue.config import REPO_ROOT, QueueConfig, pin_key
 from scripts.patchqueue.gitutil import out, rev
 from scripts.patchqueue.source import wheel_target_args
+from scripts.pins import PinError
 
 BINARY = "sglang-0.0.2-cp311-cp311-manylinux_2_34_x86_64.whl"
 
@@ -111,12 +111,12 @@ def test_bad_series_pins_are_named(two, edit, match):
     default, name, _ = two
     lock = default.root / "versions.env"
     lock.write_text(edit(lock.read_text()))
-    with pytest.raises(LockError, match=match):
+    with pytest.raises(PinError, match=match):
         QueueConfig.for_root(default.root, name)
 
 
 def test_unknown_series_lists_the_known_ones(two):
-    with pytest.raises(LockError, match="v0.0.1, v0.0.2"):
+    with pytest.raises(PinError, match="v0.0.1, v0.0.2"):
         QueueConfig.for_root(two[0].root, "v7")
 
 

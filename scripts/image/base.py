@@ -7,7 +7,7 @@ A pinned digest (ROCM_BASE_DIGEST_<ARCH> or BASE_IMAGE=...@sha256:...) must be w
 returns, else the build is refused. Without a pin the tag is resolved once, here, and that
 digest is what the build uses (image label, report); the line to commit to versions.env is
 printed. Then docker/base_report.py runs inside the base and compares sglang, aiter, torch (HIP)
-and llvm-config with the lock, so a wrong base fails in seconds instead of after TileLang.
+and llvm-config with versions.env, so a wrong base fails in seconds instead of after TileLang.
 
 Writes OUT.env (BASE_IMAGE_RESOLVED=..., BASE_DIGEST=..., sourced by mk/image.mk) and OUT.json.
 """

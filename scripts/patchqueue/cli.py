@@ -6,7 +6,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from scripts.lockfile import LockError, read_lock
 from scripts.patchqueue.apply import QueueError, run_apply
 from scripts.patchqueue.check import run_check
 from scripts.patchqueue.config import REPO_ROOT, QueueConfig, series_names
@@ -16,6 +15,7 @@ from scripts.patchqueue.gitutil import GitError
 from scripts.patchqueue.refresh import run_refresh
 from scripts.patchqueue.report import Problem, Report, say, warn
 from scripts.patchqueue.source import SourceError, run_source
+from scripts.pins import PinError, read_pins
 
 # Commands that write build/reports/queue-<command>.json and print their problems.
 REPORTED = ("apply", "check", "format")
@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ap.add_argument(
         "--lock",
-        dest="lock_path",
+        dest="pins_path",
         type=Path,
         help="pin file (default: ROOT/versions.env)",
     )
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         for k in (
             "tree",
             "patches_dir",
-            "lock_path",
+            "pins_path",
             "cache_dir",
             "reports_dir",
             "export_dir",
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         names = _series(args)
-    except LockError as exc:
+    except PinError as exc:
         warn(args.cmd, f"ERROR: {exc}")
         return 1
     rc = 0
@@ -118,8 +118,8 @@ def _series(args: argparse.Namespace) -> list[str | None]:
     if args.series != "all":
         return [args.series]
     if args.cmd in ("refresh", "export"):
-        raise LockError(f"{args.cmd} works on one series: pass SERIES=<name>, not all")
-    lock = read_lock(args.lock_path or Path(args.root).resolve() / "versions.env")
+        raise PinError(f"{args.cmd} works on one series: pass SERIES=<name>, not all")
+    lock = read_pins(args.pins_path or Path(args.root).resolve() / "versions.env")
     return list(series_names(lock))
 
 
@@ -141,7 +141,7 @@ def _run_one(
             report = run_refresh(cfg, allow_drop=args.allow_drop)
         else:
             report = run_export(cfg, args.title)
-    except (QueueError, SourceError, LockError, GitError) as exc:
+    except (QueueError, SourceError, PinError, GitError) as exc:
         warn(args.cmd, f"ERROR: {exc}")
         if args.cmd in REPORTED:
             failed = Report(args.cmd)

@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from scripts.lockfile import LockError, read_lock, require
+from scripts.pins import PinError, read_pins, require
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BRANCH = "nsa-fp8"
@@ -36,7 +36,7 @@ def series_names(lock: dict[str, str]) -> list[str]:
     if not listed:
         return [default] if default else []
     if default and listed[0] != default:
-        raise LockError(
+        raise PinError(
             f"versions.env: {SERIES_KEY} starts with {listed[0]!r}, but the default series is "
             f"named by SGLANG_TAG={default}: list {default} first"
         )
@@ -104,11 +104,11 @@ class QueueConfig:
     ) -> QueueConfig:
         """The configuration of `series` (default: the first of QUEUE_SERIES)."""
         root = Path(root).resolve()
-        lock_path = overrides.pop("lock_path", None) or root / "versions.env"
-        lock = read_lock(lock_path)  # type: ignore[arg-type]
+        pins_path = overrides.pop("pins_path", None) or root / "versions.env"
+        lock = read_pins(pins_path)  # type: ignore[arg-type]
         names = series_names(lock)
         if series is not None and series not in names:
-            raise LockError(
+            raise PinError(
                 f"unknown series {series!r}: versions.env {SERIES_KEY} lists "
                 f"{', '.join(names) or 'none'} (SERIES=all for every one)"
             )
@@ -129,7 +129,7 @@ class QueueConfig:
         if not default:
             require(lock, *(cfg.key(s) for s in SERIES_PINS))
             if cfg.tag != series:
-                raise LockError(
+                raise PinError(
                     f"versions.env: {cfg.key('TAG')}={cfg.tag}, but a series is named after its "
                     f"base tag: make it {series}, or rename the series"
                 )

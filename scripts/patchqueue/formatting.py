@@ -19,11 +19,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from scripts.lockfile import require
 from scripts.patchqueue.apply import AM_ARGS, QueueError, load_queue, require_base
 from scripts.patchqueue.config import QueueConfig
 from scripts.patchqueue.gitutil import git, out
 from scripts.patchqueue.report import Problem, Report, say
+from scripts.pins import require
 
 # sglang's .isort.cfg (repository root), as isort reads it.
 ISORT_CFG = "[settings]\nprofile=black\nknown_first_party=sglang\n"

@@ -22,12 +22,12 @@ import zipfile
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
-from scripts.lockfile import require
 from scripts.patchqueue.config import QueueConfig
 from scripts.patchqueue.gitutil import UPSTREAM_EMAIL, UPSTREAM_NAME, git, is_repo, out, rev
 from scripts.patchqueue.patchfile import read_patch
 from scripts.patchqueue.report import Problem, Report, say
 from scripts.patchqueue.series import lint_series
+from scripts.pins import require
 
 PKG_PREFIX = "python/"  # wheel path sglang/x.py == repository path python/sglang/x.py
 # Paths in the tree that the tooling and the tests create; never part of upstream.

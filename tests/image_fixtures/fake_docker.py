@@ -7,7 +7,7 @@ Docker engine.
     daemon_down     if present, `docker info` fails like an unreachable daemon
     digest          the digest `image inspect` reports for the pulled/pushed repositories
     base.json       what `docker run ... python3 -` (docker/base_report.py) prints
-    base_fails      if present, that run exits 1 (the base does not match the lock)
+    base_fails      if present, that run exits 1 (the base does not match versions.env)
     ps              lines `docker ps` prints (names or ids)
     run_rc          exit status of a foreground `docker run` (default 0)
 """

@@ -10,24 +10,22 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-LOCK_PATH = Path(__file__).resolve().parent.parent / "versions.env"
+PINS_PATH = Path(__file__).resolve().parent.parent / "versions.env"
 # No quotes, `$` or backslashes: make, Python and docker would each read those differently.
 _LINE = re.compile(r"^([A-Z][A-Z0-9_]*)=([^\s\"'$\\`]*)$")
 
 
-class LockError(ValueError):
+class PinError(ValueError):
     """versions.env is malformed or lacks a key."""
 
 
-def read_lock(path: str | Path | None = None) -> dict[str, str]:
+def read_pins(path: str | Path | None = None) -> dict[str, str]:
     """Return every KEY=value pin of `path` (default: the repository's versions.env)."""
-    lock_path = Path(path) if path is not None else LOCK_PATH
+    pins_path = Path(path) if path is not None else PINS_PATH
     try:
-        text = lock_path.read_text(encoding="utf-8")
+        text = pins_path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise LockError(
-            f"{lock_path}: no such file (the pin file lives at the repo root)"
-        ) from None
+        raise PinError(f"{pins_path}: no such file (the pin file lives at the repo root)") from None
     pins: dict[str, str] = {}
     for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
@@ -35,13 +33,13 @@ def read_lock(path: str | Path | None = None) -> dict[str, str]:
             continue
         match = _LINE.match(line)
         if not match:
-            raise LockError(
-                f"{lock_path}:{lineno}: {raw!r} is not KEY=value "
+            raise PinError(
+                f"{pins_path}:{lineno}: {raw!r} is not KEY=value "
                 "(upper-case key; no quotes, spaces, $ or 'export')"
             )
         key, value = match.groups()
         if key in pins:
-            raise LockError(f"{lock_path}:{lineno}: {key} is pinned twice")
+            raise PinError(f"{pins_path}:{lineno}: {key} is pinned twice")
         pins[key] = value
     return pins
 
@@ -50,5 +48,5 @@ def require(pins: dict[str, str], *keys: str) -> list[str]:
     """Return the values of `keys`, with one error naming every missing key."""
     missing = [k for k in keys if not pins.get(k)]
     if missing:
-        raise LockError(f"versions.env lacks {', '.join(missing)}: add the pin(s) there")
+        raise PinError(f"versions.env lacks {', '.join(missing)}: add the pin(s) there")
     return [pins[k] for k in keys]
