@@ -6,11 +6,12 @@ platform facts of the machine the tests run on (or of the arch a lowering test t
 
 from __future__ import annotations
 
+import re
 import sys
 import types
 from pathlib import Path
 
-from .loader import install_stub, load_tree_module
+from .loader import install_stub, load_module_file, load_tree_module, tree_file_text
 
 FP8_MODULE = "sglang.srt.layers.attention.nsa.tilelang_fp8_kernel"
 KERNEL_MODULE = "sglang.srt.layers.attention.nsa.tilelang_kernel"
@@ -67,3 +68,39 @@ def compile_bf16_decode(
         pass_configs=decode_pass_configs(),
     )
     return partial, combine
+
+
+FP8_KERNEL_PATH = "srt/layers/attention/nsa/tilelang_fp8_kernel.py"
+BF16_KERNEL_PATH = "srt/layers/attention/nsa/tilelang_kernel.py"
+_SYNC_STATEMENT = re.compile(r"^(?P<indent>\s*)T\.sync_threads\(\)\s*(?:#.*)?$")
+
+
+def drop_sync_threads(source: str) -> tuple[str, int]:
+    """The kernel source with every `T.sync_threads()` statement deleted (a mutation for the
+    barrier checks) and how many there were."""
+    kept, dropped = [], 0
+    for line in source.splitlines(keepends=True):
+        if _SYNC_STATEMENT.match(line):
+            dropped += 1
+            continue
+        kept.append(line)
+    text = "".join(kept)
+    compile(text, "<mutated kernel>", "exec")  # a block left empty would be a SyntaxError
+    return text, dropped
+
+
+def load_kernel_variant(
+    tree: Path, relpath: str, module_name: str, workdir: Path, *, rev=None, drop_barriers=False
+) -> tuple[types.ModuleType, int]:
+    """A kernel module of the tree, at git revision `rev` if given, optionally with its
+    `T.sync_threads()` statements deleted; loaded from a copy in `workdir` (TileLang re-reads
+    kernel source from the file). Returns (module, barriers dropped)."""
+    text = tree_file_text(tree, relpath, rev)
+    dropped = 0
+    if drop_barriers:
+        text, dropped = drop_sync_threads(text)
+        if not dropped:
+            raise ValueError(f"{relpath} ({rev or 'work tree'}) has no T.sync_threads() to drop")
+    path = Path(workdir) / f"{module_name.replace('.', '_')}.py"
+    path.write_text(text)
+    return load_module_file(path, module_name), dropped

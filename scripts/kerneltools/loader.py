@@ -9,6 +9,7 @@ are replaced by explicit stubs here.
 from __future__ import annotations
 
 import importlib.util
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -55,6 +56,32 @@ def load_tree_module(
     path = Path(tree) / SGLANG_PKG / relpath
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: is the patch that adds it applied?")
+    return load_module_file(path, module_name, stubs)
+
+
+def tree_file_text(tree: Path, relpath: str, rev: str | None = None) -> str:
+    """`<tree>/python/sglang/<relpath>` as in the work tree, or at git revision `rev` (e.g.
+    `upstream/v0.5.9`, the unpatched base that `make apply` leaves in the tree)."""
+    if rev is None:
+        return (Path(tree) / SGLANG_PKG / relpath).read_text()
+    spec = f"{rev}:{(SGLANG_PKG / relpath).as_posix()}"
+    proc = subprocess.run(
+        ["git", "-C", str(tree), "show", spec], capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        raise FileNotFoundError(
+            f"git show {spec} in {tree} failed: {proc.stderr.strip()} "
+            "(run `make apply`, which creates the upstream/<tag> base)"
+        )
+    return proc.stdout
+
+
+def load_module_file(
+    path: Path, module_name: str, stubs: Mapping[str, Mapping[str, Any]] | None = None
+) -> types.ModuleType:
+    """Execute the Python file `path` as module `module_name` (registered in sys.modules).
+
+    A file, not a string: TileLang's `T.prim_func` re-reads the function source from it."""
     for name, attrs in (stubs or {}).items():
         install_stub(name, **attrs)
     parent = module_name.rpartition(".")[0]

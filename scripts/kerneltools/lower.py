@@ -1,14 +1,30 @@
-"""Lower the FP8 sparse-MLA decode kernel for a target without a GPU and report facts about it.
+"""Lower the NSA TileLang kernels for a target without a GPU and report facts about the code.
 
-    python -m scripts.kerneltools.lower --tree build/sglang --arch gfx942 --heads 1 8 16 \
-        --d-tail 64 0 [--source-dir DIR]
+    python -m scripts.kerneltools.lower --tree build/sglang --arch gfx942 --heads 1 8 16 \\
+        --d-tail 64 0 [--kernel fp8|bf16_decode|bf16_v1] [--dispatch] [--source-dir DIR]
 
-One JSON object per configuration on stdout: arch, heads, d_tail, fp8 format, h_per_block,
-ok / error, whether the device code uses an FP8 matrix instruction (MFMA on AMD, mma on
-NVIDIA), the dynamic shared memory (LDS) it asks for, and whether every cross-warp reduction
-through shared memory is followed by a barrier (the tilelang 0.1.9 race, see patch 0005).
+One JSON object per configuration on stdout: the configuration, ok / error, whether the device
+code uses an FP8 matrix instruction (MFMA on AMD, mma on NVIDIA), the shared memory (LDS) per
+workgroup (TileLang's dynamic buffer + static `__shared__` arrays), and the cross-warp
+reductions through shared memory with every path on which a write overlapping their scratch
+comes before a barrier (`reduction_hazards`, the tilelang 0.1.9 race: docs/kernels.md).
+
+Kernels: `fp8` (the FP8 decode partial kernel, patch 0006), and v0.5.9's bf16 kernels that
+patch 0002 gives barriers: `bf16_decode` (sparse_mla_fwd_decode_partial, the gfx950 decode
+path) and `bf16_v1` (sparse_attention_fwd_kernel_v1, gfx942's path and gfx950's prefill), built
+with the arguments the dispatch passes on `--arch`.
+
+`--dispatch` lowers every FP8 configuration that the kernel's per-arch table picks for
+DeepSeek-V3.2 (d_v 512, d_tail 64, topk 2048) with H in --heads, any token count, on a card of
+the arch (--cu); configurations that differ only in H are lowered once, for the largest H.
+
+Mutations, for the tests that show the checks fail: `--rev upstream/v0.5.9` lowers the kernel
+file of that revision (the unpatched bf16 kernels), `--drop-barriers` deletes every
+`T.sync_threads()` from the kernel source. Every row also reports the check on the lowered code
+with the barriers after each reduction deleted (whoever put them there): `stripped_hazards`.
+
 CUDA lowering works with the tilelang of the CPU venv (0.1.9); HIP source generation needs
-tilelang 0.1.15 (`make env-hip`), so the tests run this script in that venv.
+tilelang 0.1.15 (`make env-hip`), so the tests run this in that venv.
 """
 
 from __future__ import annotations
@@ -16,128 +32,253 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
+import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from .kernels import BF16_KERNEL_PATH, FP8_KERNEL_PATH, decode_pass_configs, load_kernel_variant
+from .loader import install_stub
+from .lowered import reduction_hazards, shared_memory_bytes, strip_barriers_after_reductions
 
 FP8_INSTRUCTION = {
     "hip": re.compile(r"__builtin_amdgcn_mfma_\w*(fp8|f8)\w*"),
     "cuda": re.compile(r"mma_sync<tl::DataType::kFloat8_e4m3"),
 }
-SHARED_REDUCE = re.compile(r"AllReduce<.*>::run\(.*buf_dyn_shmem")
+D_V, TOPK, SM_SCALE = 512, 2048, 0.1352
+# Compute units of the card each arch is tuned for (MI300X/MI325X, MI355X, H100/H200).
+DEFAULT_CU = {"gfx942": 304, "gfx950": 256, "sm_90": 132}
+DISPATCH_TOKENS = [1 << i for i in range(15)]  # 1 .. 16384: every inner_iter the table picks
 
 
-def barrier_after_shared_reductions(source: str) -> bool:
-    """Every AllReduce that exchanges through shared memory is followed, before any other
-    shared-memory access, by a block-wide barrier."""
-    lines = source.splitlines()
-    for i, line in enumerate(lines):
-        if not SHARED_REDUCE.search(line):
-            continue
-        for nxt in lines[i + 1 :]:
-            if "__syncthreads" in nxt:
-                break
-            if "AllReduce<" in nxt and "buf_dyn_shmem" not in nxt:
-                continue  # the in-warp tail of the same reduction (shuffles only)
-            if "buf_dyn_shmem" in nxt or "_shared" in nxt:
-                return False
-    return True
-
-
-def lower_one(tree: Path, arch: str, heads: int, d_tail: int, topk: int, mma: str | None):
-    import tilelang
+def _fp8_format(arch: str):
     import torch
+
+    return torch.float8_e4m3fnuz if arch == "gfx942" else torch.float8_e4m3fn
+
+
+def _target(arch: str, fp8k):
     from tilelang import tvm
 
-    from .kernels import load_fp8_kernel_module
-
-    fp8k = load_fp8_kernel_module(tree)
-    kv_dtype = torch.float8_e4m3fnuz if arch == "gfx942" else torch.float8_e4m3fn
-    cfg = fp8k.select_decode_fp8_config(
-        arch=arch,
-        cu_count=304,
-        num_tokens=1,
-        num_heads=heads,
-        d_v=512,
-        d_tail=d_tail,
-        topk=topk,
-        sm_scale=0.1352,
-        kv_dtype=kv_dtype,
-        mma_dtype=mma,
-    )
-    result = dict(
-        mma_dtype=cfg.mma_dtype,
-        arch=arch,
-        heads=heads,
-        d_tail=d_tail,
-        fp8=cfg.fp8.name,
-        h_per_block=cfg.h_per_block,
-        block_I=cfg.block_I,
-        estimated_shared_bytes=cfg.shared_bytes(),
-    )
     if arch.startswith("gfx"):
-        kind, target = "hip", tvm.target.Target({"kind": "hip", "mcpu": arch})
-    else:
-        kind, target = "cuda", tvm.target.Target(fp8k.compile_target(arch))
-    start = time.time()
-    program = fp8k.sparse_mla_decode_partial_fp8_program(cfg)
-    with tvm.transform.PassContext(config=fp8k._PASS_CONFIGS), target:
+        return "hip", tvm.target.Target({"kind": "hip", "mcpu": arch})
+    return "cuda", tvm.target.Target(fp8k.compile_target(arch))
+
+
+class Variant:
+    """The kernel modules one run lowers: the tree's, at a revision, or mutated."""
+
+    def __init__(self, args, workdir: Path):
+        self.args, self.workdir = args, workdir
+        self.dropped = 0
+        self._fp8k = self._tk = None
+
+    @property
+    def fp8k(self):
+        if self._fp8k is None:
+            mutate = self.args.drop_barriers and self.args.kernel == "fp8"
+            self._fp8k, dropped = load_kernel_variant(
+                Path(self.args.tree),
+                FP8_KERNEL_PATH,
+                "nsa_lowering.tilelang_fp8_kernel",
+                self.workdir,
+                rev=self.args.rev if self.args.kernel == "fp8" else None,
+                drop_barriers=mutate,
+            )
+            self.dropped += dropped
+        return self._fp8k
+
+    @property
+    def tk(self):
+        if self._tk is None:
+            arch = self.args.arch
+            install_stub(
+                "sglang.srt.layers.quantization.fp8_kernel", is_fp8_fnuz=lambda: arch == "gfx942"
+            )
+            install_stub(
+                "sglang.srt.utils",
+                is_hip=lambda: arch.startswith("gfx"),
+                is_gfx95_supported=lambda: arch == "gfx950",
+            )
+            self._tk, dropped = load_kernel_variant(
+                Path(self.args.tree),
+                BF16_KERNEL_PATH,
+                "nsa_lowering.tilelang_kernel",
+                self.workdir,
+                rev=self.args.rev,
+                drop_barriers=self.args.drop_barriers,
+            )
+            self.dropped += dropped
+        return self._tk
+
+
+def fp8_configs(variant: Variant, arch: str, heads, d_tails, tokens, cu, mma, merge) -> list:
+    """(config, heads covered) for the FP8 kernel; with `merge`, configs that differ only in
+    the head count are lowered once."""
+    fp8k = variant.fp8k
+    found: dict = {}
+    for h in heads:
+        for d_tail in d_tails:
+            for t in tokens:
+                cfg = fp8k.select_decode_fp8_config(
+                    arch=arch,
+                    cu_count=cu,
+                    num_tokens=t,
+                    num_heads=h,
+                    d_v=D_V,
+                    d_tail=d_tail,
+                    topk=TOPK,
+                    sm_scale=SM_SCALE,
+                    kv_dtype=_fp8_format(arch),
+                    mma_dtype=mma,
+                )
+                # The program depends on H only through its row guards: with `merge`, one per
+                # shape class, lowered for the largest H of the class.
+                shape = (cfg.h_per_block, cfg.mma_dtype, cfg.inner_iter, cfg.d_tail)
+                entry = found.setdefault(shape if merge else (*shape, h), [cfg, set()])
+                entry[1].add(h)
+                if cfg.num_heads > entry[0].num_heads:
+                    entry[0] = cfg
+    return [(cfg, sorted(covered)) for cfg, covered in (found[k] for k in sorted(found))]
+
+
+def lower_program(program, pass_configs, arch: str, fp8k):
+    import tilelang
+    from tilelang import tvm
+
+    kind, target = _target(arch, fp8k)
+    with tvm.transform.PassContext(config=pass_configs), target:
         artifact = tilelang.lower(program, target=target)
-    source = artifact.kernel_source
-    shared = max(
+    dynamic = max(
         int(f.attrs.get("dyn_shared_memory_buf", 0)) if f.attrs else 0
         for f in artifact.device_mod.functions.values()
     )
-    result.update(
-        ok=True,
-        seconds=round(time.time() - start, 2),
+    return kind, artifact.kernel_source, dynamic
+
+
+def facts(kind: str, source: str, dynamic: int) -> dict:
+    """What the lowered code does; `stripped_*`: the same check on the code with the barriers
+    after each reduction deleted (the mutation the check must catch)."""
+    report = reduction_hazards(source, kind)
+    stripped, removed = strip_barriers_after_reductions(source, kind)
+    lds = shared_memory_bytes(source, dynamic)
+    return dict(
         fp8_matrix_instruction=bool(FP8_INSTRUCTION[kind].search(source)),
-        shared_bytes=shared,
-        barrier_after_shared_reductions=barrier_after_shared_reductions(source),
+        lds_bytes=lds["total"],
+        lds_dynamic_bytes=lds["dynamic"],
+        lds_static_bytes=lds["static"],
+        reductions_checked=report.reductions,
+        reductions_sharing_scratch=report.shared_scratch,
+        reduction_hazards=[h.to_dict() for h in report.hazards],
+        stripped_barriers=removed,
+        stripped_hazards=[h.to_dict() for h in reduction_hazards(stripped, kind).hazards],
     )
-    return result, source
+
+
+def bf16_program(tk, kernel: str, arch: str, heads: int, d_tail: int):
+    """v0.5.9's bf16 kernel with the arguments `tilelang_sparse_fwd` passes on `arch`."""
+    if kernel == "bf16_decode":
+        return tk.sparse_mla_fwd_decode_partial.get_tir(
+            heads, D_V, d_tail, TOPK, sm_scale=SM_SCALE, block_I=64, threads=256
+        ), dict(block_I=64, threads=256)
+    if arch == "gfx942":  # "reduce LDS usage on gfx942 target"
+        kwargs = dict(block_I=32, num_stages=1, threads=128)
+    else:  # gfx950's prefill (and the same arguments on CUDA, where v2 runs instead)
+        kwargs = dict(block_I=64, num_stages=1, threads=256)
+    return tk.sparse_attention_fwd_kernel_v1.get_tir(
+        heads, D_V, d_tail, TOPK, sm_scale=SM_SCALE, **kwargs
+    ), kwargs
+
+
+def run(args) -> int:
+    failures = 0
+    with tempfile.TemporaryDirectory(prefix="nsa-lower-") as workdir:
+        variant = Variant(args, Path(workdir))
+        jobs = []
+        if args.kernel == "fp8":
+            mma = None if args.mma == "auto" else args.mma
+            tokens = DISPATCH_TOKENS if args.dispatch else [args.tokens]
+            cu = args.cu or DEFAULT_CU.get(args.arch, 132)
+            try:
+                configs = fp8_configs(
+                    variant, args.arch, args.heads, args.d_tail, tokens, cu, mma, args.dispatch
+                )
+            except Exception as exc:
+                print(json.dumps(dict(arch=args.arch, ok=False, error=str(exc))), flush=True)
+                return 1
+            jobs = [("fp8", cfg, covered) for cfg, covered in configs]
+        else:
+            jobs = [(args.kernel, (h, dt), [h]) for h in args.heads for dt in args.d_tail]
+        for kernel, spec, covered in jobs:
+            result = dict(kernel=kernel, arch=args.arch, rev=args.rev or "work tree")
+            start = time.time()
+            try:
+                if kernel == "fp8":
+                    cfg = spec
+                    fp8k = variant.fp8k
+                    result.update(
+                        heads=cfg.num_heads,
+                        heads_covered=covered,
+                        d_tail=cfg.d_tail,
+                        fp8=cfg.fp8.name,
+                        mma_dtype=cfg.mma_dtype,
+                        h_per_block=cfg.h_per_block,
+                        block_I=cfg.block_I,
+                        inner_iter=cfg.inner_iter,
+                        num_splits=cfg.num_splits,
+                        threads=cfg.threads,
+                        estimated_shared_bytes=cfg.shared_bytes(),
+                    )
+                    program = fp8k.sparse_mla_decode_partial_fp8_program(cfg)
+                    pass_configs = fp8k._PASS_CONFIGS
+                else:
+                    heads, d_tail = spec
+                    program, kwargs = bf16_program(variant.tk, kernel, args.arch, heads, d_tail)
+                    result.update(heads=heads, d_tail=d_tail, **kwargs)
+                    pass_configs, fp8k = decode_pass_configs(), variant.fp8k
+                kind, source, dynamic = lower_program(program, pass_configs, args.arch, fp8k)
+                found = facts(kind, source, dynamic)
+                result.update(ok=True, seconds=round(time.time() - start, 2), **found)
+                result["source_barriers_dropped"] = variant.dropped
+                if args.source_dir:
+                    name = f"{kernel}_{args.arch}_H{result['heads']}_T{result['d_tail']}"
+                    if kernel == "fp8":
+                        name += f"_{result['mma_dtype']}_inner{result['inner_iter']}"
+                    out = Path(args.source_dir) / f"{name}.txt"
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    out.write_text(source)
+            except Exception as exc:  # report and go on: one line per configuration
+                failures += 1
+                result.update(ok=False, error=f"{type(exc).__name__}: {str(exc)[-600:]}")
+            print(json.dumps(result), flush=True)
+    return 1 if failures else 0
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--tree", required=True)
     ap.add_argument("--arch", required=True, help="gfx942, gfx950 or sm_90")
+    ap.add_argument("--kernel", choices=["fp8", "bf16_decode", "bf16_v1"], default="fp8")
     ap.add_argument("--heads", type=int, nargs="+", default=[1, 8, 16, 32, 64, 128])
     ap.add_argument("--d-tail", type=int, nargs="+", default=[64, 0])
-    ap.add_argument("--topk", type=int, default=2048)
+    ap.add_argument("--tokens", type=int, default=1, help="FP8: token count the config is for")
+    ap.add_argument("--cu", type=int, help=f"FP8: compute units (default {DEFAULT_CU})")
+    ap.add_argument(
+        "--dispatch",
+        action="store_true",
+        help="FP8: every config the arch table picks for --heads, any token count",
+    )
     ap.add_argument(
         "--mma",
         choices=["auto", "fp8", "bf16"],
         default="auto",
-        help="GEMM type (auto: the arch table's choice)",
+        help="FP8 kernel's GEMM type (auto: the arch table's choice)",
     )
+    ap.add_argument("--rev", help="lower the kernel file at this git revision of --tree")
+    ap.add_argument("--drop-barriers", action="store_true", help="delete T.sync_threads()")
     ap.add_argument("--source-dir", help="also write each kernel's device source here")
-    args = ap.parse_args()
-    failures = 0
-    for heads in args.heads:
-        for d_tail in args.d_tail:
-            try:
-                mma = None if args.mma == "auto" else args.mma
-                result, source = lower_one(
-                    Path(args.tree), args.arch, heads, d_tail, args.topk, mma
-                )
-                if args.source_dir:
-                    out = Path(args.source_dir) / f"{args.arch}_H{heads}_T{d_tail}.txt"
-                    out.parent.mkdir(parents=True, exist_ok=True)
-                    out.write_text(source)
-            except Exception as exc:  # report and go on: one line per configuration
-                failures += 1
-                result = dict(
-                    arch=args.arch,
-                    heads=heads,
-                    d_tail=d_tail,
-                    ok=False,
-                    error=f"{type(exc).__name__}: {str(exc)[-600:]}",
-                )
-            print(json.dumps(result), flush=True)
-    return 1 if failures else 0
+    return run(ap.parse_args())
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())
