@@ -5,7 +5,7 @@
 - lowering, in a subprocess: sm_90 with the CPU venv's tilelang (0.1.9), gfx942/gfx950 with
   tilelang 0.1.15 (.venv-hip). From the device source: the KV gather is 128-bit on every target;
   on sm_90 it is 16-byte cp.async, predicated on 0 <= slot < N (zero-fill), with >= 2 tiles in
-  flight whenever a workgroup has >= 2 tiles; the barrier after every shared reduction; lowered
+  flight whenever a workgroup has >= 2 tiles; no reduction-scratch hazard (lowered.py); lowered
   LDS within the arch budget and within the Python estimate;
 - the same gather checks applied to patch 0006's kernel fail (it has no async copies, and its
   bf16-GEMM flavour gathers 64 bits at a time), so they can tell the two apart.

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from . import source_facts as sf
-from .lower import barrier_after_shared_reductions
+from .lowered import reduction_hazards, shared_memory_bytes
 
 REPO = Path(__file__).resolve().parents[2]
 # Compute units of the card each arch's configurations are picked for.
@@ -40,16 +40,18 @@ def _target(arch: str, fp8_module):
 
 
 def _lower(program, target, pass_configs) -> tuple[str, int]:
+    """(device source, LDS bytes per workgroup: TileLang's dynamic buffer + static arrays)."""
     import tilelang
     from tilelang import tvm
 
     with tvm.transform.PassContext(config=pass_configs), target:
         artifact = tilelang.lower(program, target=target)
-    shared = max(
+    dynamic = max(
         int(f.attrs.get("dyn_shared_memory_buf", 0)) if f.attrs else 0
         for f in artifact.device_mod.functions.values()
     )
-    return artifact.kernel_source, shared
+    source = artifact.kernel_source
+    return source, shared_memory_bytes(source, dynamic)["total"]
 
 
 def nvcc_resources(source: str, arch: str) -> dict:
@@ -101,7 +103,7 @@ def gather_facts(source: str, kind: str) -> dict:
         and all(c and sf.predicate_guards_slot_range(p) for _, c, p in copies),
         pipeline_depth=sf.cuda_pipeline_depth(source) if kind == "cuda" else None,
         gather_before_tile_loop=sf.gather_before_loop(source),
-        barrier_after_shared_reductions=barrier_after_shared_reductions(source),
+        barrier_after_shared_reductions=not reduction_hazards(source, kind).hazards,
     )
 
 
@@ -144,11 +146,42 @@ def lower_candidate(arch: str, tokens: int, heads: int, mma: str | None, overrid
 
 
 def lower_0006(tree: Path, arch: str, heads: int, mma: str | None):
-    from .lower import lower_one
+    """Patch 0006's kernel at T = 1 for `heads`, through the same lowering and facts."""
+    import torch
 
-    result, source = lower_one(tree, arch, heads, 64, 2048, mma)
-    row = dict(kernel="0006", T=1, H=heads, **result)
-    return row, source, "hip" if arch.startswith("gfx") else "cuda"
+    from .kernels import load_fp8_kernel_module
+
+    fp8k = load_fp8_kernel_module(tree)
+    kind, target = _target(arch, fp8k)
+    cfg = fp8k.select_decode_fp8_config(
+        arch=arch,
+        cu_count=CU_COUNT.get(arch, 132),
+        num_tokens=1,
+        num_heads=heads,
+        d_v=512,
+        d_tail=64,
+        topk=2048,
+        sm_scale=0.1352,
+        kv_dtype=torch.float8_e4m3fnuz if arch == "gfx942" else torch.float8_e4m3fn,
+        mma_dtype=mma,
+    )
+    source, shared = _lower(
+        fp8k.sparse_mla_decode_partial_fp8_program(cfg), target, fp8k._PASS_CONFIGS
+    )
+    row = dict(
+        kernel="0006",
+        arch=arch,
+        T=1,
+        H=heads,
+        fp8=cfg.fp8.name,
+        mma_dtype=cfg.mma_dtype,
+        h_per_block=cfg.h_per_block,
+        block_I=cfg.block_I,
+        inner_iter=cfg.inner_iter,
+        estimated_shared_bytes=cfg.shared_bytes(),
+        shared_bytes=shared,
+    )
+    return row, source, kind
 
 
 def main() -> int:
