@@ -6,7 +6,8 @@ The GPU host then loads them in ~0.1 s each instead of compiling: run this where
     TILELANG_CACHE_DIR=.gpu/tlcache python -m scripts.kerneltools.prebuild --arch sm_90 --cu 132
 
 The kernel set is the GPU test matrix plus the benchmark matrix (both in shapes.py), each
-resolved through the same config selection the dispatcher uses.
+resolved through the same config selection the dispatcher uses; `--pipelined` adds the pipelined
+candidate (fp8_decode_pipelined) for the same shapes plus its own GPU tests' overrides.
 """
 
 from __future__ import annotations
@@ -51,9 +52,50 @@ def _build_bf16(job):
     return (num_heads, "bf16", module_name, f"{time.time() - start:.1f}s")
 
 
+def pipelined_jobs(tree: str, arch: str, cu: int, flavours: list[str]) -> list[tuple]:
+    """One job per distinct pipelined config: the shapes above in each GEMM flavour, plus the
+    explicit overrides its GPU tests use (shapes.PIPELINED_OVERRIDE_CASES)."""
+    import torch
+
+    from . import fp8_decode_pipelined as fdp
+    from .shapes import D_TAIL, D_V, PIPELINED_OVERRIDE_CASES, SM_SCALE, TOPK
+
+    wanted = [(t, h, None if f == "auto" else f, ()) for f in flavours for t, h in wanted_shapes()]
+    wanted += list(PIPELINED_OVERRIDE_CASES)
+    jobs = {}
+    for t, h, mma, overrides in sorted(wanted, key=str):
+        cfg = fdp.select_pipelined_config(
+            arch=arch, cu_count=cu, num_tokens=t, num_heads=h, d_v=D_V, d_tail=D_TAIL,
+            topk=TOPK, sm_scale=SM_SCALE, kv_dtype=torch.float8_e4m3fn, mma_dtype=mma,
+            **dict(overrides),
+        )  # fmt: skip
+        jobs.setdefault(cfg, ("pipelined", tree, arch, cfg))
+    return list(jobs.values())
+
+
+def _build_pipelined(job):
+    _, tree, arch, cfg = job
+    from . import fp8_decode_pipelined as fdp
+    from .kernels import load_tilelang_kernel_module
+
+    tk = load_tilelang_kernel_module(Path(tree))
+    target = fdp.compile_target(arch)
+    start = time.time()
+    try:
+        fdp.build_pipelined_decode_partial(cfg, target)
+        if cfg.num_splits > 1:
+            tk._fp8_combine_kernel(cfg.num_heads, cfg.d_v, cfg.num_splits, cfg.block_I, target)
+    except Exception as exc:  # TVM errors do not pickle across the process pool
+        return (cfg.num_heads, cfg.inner_iter, cfg.num_splits, f"FAILED: {str(exc)[-800:]}")
+    label = f"pipelined {cfg.mma_dtype} h/wg={cfg.h_per_block} stages={cfg.num_stages}"
+    return (cfg.num_heads, cfg.inner_iter, cfg.num_splits, f"{time.time() - start:.1f}s {label}")
+
+
 def _build(job):
     if job[0] == "bf16":
         return _build_bf16(job)
+    if job[0] == "pipelined":
+        return _build_pipelined(job)
     tree, arch, cu, num_tokens, num_heads, mma, blocks_per_cu = job
     from .kernels import load_tilelang_kernel_module
     from .shapes import decode_config
@@ -89,13 +131,20 @@ def main() -> int:
     ap.add_argument(
         "--variants",
         nargs="*",
-        default=["default", "fp8"],
+        default=["default", "fp8", "bf16"],
         help="GEMM type[:blocks_per_cu] of the FP8 kernel to build: default, fp8, "
-        "bf16, bf16:2 ... (tests use default + fp8)",
+        "bf16, bf16:2 ... (tests use default + fp8, the benchmark bf16 + fp8)",
+    )
+    ap.add_argument(
+        "--pipelined",
+        nargs="*",
+        default=["bf16", "fp8"],
+        help="GEMM flavours of the pipelined candidate to build (auto, bf16, fp8; none: skip)",
     )
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--list", action="store_true", help="print the kernel set, build nothing")
     args = ap.parse_args()
-    if not os.environ.get("TILELANG_CACHE_DIR"):
+    if not args.list and not os.environ.get("TILELANG_CACHE_DIR"):
         print("set TILELANG_CACHE_DIR to the cache folder to fill", file=sys.stderr)
         return 2
     # One job per distinct kernel: shapes that resolve to the same config share a compile.
@@ -120,6 +169,8 @@ def main() -> int:
             )
             by_config.setdefault(cfg, (args.tree, args.arch, args.cu, t, h, mma, bpc))
     jobs = list(by_config.values())
+    if args.pipelined:
+        jobs += pipelined_jobs(args.tree, args.arch, args.cu, args.pipelined)
     from .shapes import BENCH_HEADS
 
     jobs += [
@@ -127,19 +178,25 @@ def main() -> int:
     ]
     if args.base_tree:
         jobs.append(("bf16", args.base_tree, args.arch, 16, "tk_base"))
+    if args.list:
+        for job in jobs:
+            print(job[-1] if job[0] == "pipelined" else job[3:] if job[0] != "bf16" else job)
+        print(f"{len(jobs)} kernels")
+        return 0
     print(
         f"building {len(jobs)} kernels on {args.jobs} processes "
         f"into {os.environ['TILELANG_CACHE_DIR']}"
     )
-    done = 0
+    done = failed = 0
     with ProcessPoolExecutor(args.jobs) as pool:
         for heads, inner, splits, secs in pool.map(_build, jobs):
             done += 1
+            failed += "FAILED" in str(secs)
             print(
-                f"[{done}/{len(jobs)}] H={heads} inner_iter={inner} G={splits} {secs}s",
+                f"[{done}/{len(jobs)}] H={heads} inner_iter={inner} G={splits} {secs}",
                 flush=True,
             )
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -46,3 +46,17 @@ def decode_config(fp8k, *, arch: str, cu_count: int, num_tokens: int, num_heads:
         kv_dtype=torch.float8_e4m3fn,
         **overrides,
     )
+
+
+# The pipelined candidate's GPU tests beyond the matrix above: (T, H, GEMM flavour, overrides
+# of select_pipelined_config). Several tiles per workgroup at small T (so -1 tiles are skipped
+# inside a running pipeline), three stages, and one tile per workgroup (no pipeline at all).
+PIPELINED_OVERRIDE_CASES = tuple(
+    (t, 16, mma, overrides)
+    for mma in ("bf16", "fp8")
+    for t, overrides in (
+        (3, (("inner_iter", 4),)),
+        (8, (("inner_iter", 8), ("num_stages", 3))),
+        (64, (("inner_iter", 1),)),
+    )
+)
