@@ -142,7 +142,7 @@ TOLERANCE = {torch.bfloat16: 0.01, FP8: 0.03}
 
 def test_wheel_is_pinned_and_only_the_modules_are_extracted(tmp_path):
     wheel = ut.bench_wheel()
-    assert ut.sha256_file(wheel) == ut.read_pins()["SGLANG_BENCH_WHEEL_SHA256"]
+    assert ut.sha256_file(wheel) == ut.wheel_pins()[2]
     ut.extract_modules(wheel, tmp_path)
     got = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.py"))
     assert got == sorted(f"python/sglang/{rel}" for rel in ut.WHEEL_MODULES.values())
@@ -154,9 +154,9 @@ def test_wheel_is_pinned_and_only_the_modules_are_extracted(tmp_path):
 
 
 def test_a_wrong_wheel_is_refused(tmp_path):
-    fake = tmp_path / ut.read_pins()["SGLANG_BENCH_WHEEL"]
+    fake = tmp_path / ut.wheel_pins()[1]
     fake.write_bytes(b"not the wheel")
-    with pytest.raises(ut.WheelError, match="does not match SGLANG_BENCH_WHEEL_SHA256"):
+    with pytest.raises(ut.WheelError, match="does not match the pinned"):
         ut.bench_wheel(tmp_path, download=False)
 
 

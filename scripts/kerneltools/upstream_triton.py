@@ -1,9 +1,9 @@
 """The newest sglang's Triton sparse-MLA decode kernels, loaded from its released wheel at run time.
 
 The benchmark compares our kernels against sglang 0.5.23's `triton_sparse_mla_decode_splitk`
-(bf16 and FP8 KV). Its code is not copied into this repository: the wheel named by
-`SGLANG_BENCH_WHEEL` in versions.env (sha256-pinned) is taken from build/cache (downloaded with
-`pip download` if missing), the three modules the kernel needs are extracted to a temporary
+(bf16 and FP8 KV). Its code is not copied into this repository: the wheel of the series that
+`SGLANG_BENCH_SERIES` names in versions.env (sha256-pinned) is taken from build/cache (downloaded
+with `pip download` if missing), the three modules the kernel needs are extracted to a temporary
 folder, and they are executed by path with their three sglang imports stubbed:
 
     sglang/kernels/ops/attention/metadata.py                 (imports torch, triton only)
@@ -78,17 +78,22 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def wheel_pins() -> tuple[str, str, str]:
+    """(version, wheel file name, sha256) of the series SGLANG_BENCH_SERIES names: the benchmark
+    loads the same pinned wheel the second patch series is built from."""
+    pins = read_pins()
+    series = pins.get("SGLANG_BENCH_SERIES", "")
+    prefix = "SGLANG_" + series.upper().replace(".", "_")
+    keys = [f"{prefix}_VERSION", f"{prefix}_WHEEL", f"{prefix}_WHEEL_SHA256"]
+    missing = [k for k in ["SGLANG_BENCH_SERIES", *keys] if not pins.get(k)]
+    if not missing:
+        return pins[keys[0]], pins[keys[1]], pins[keys[2]]
+    raise WheelError(f"versions.env lacks {', '.join(missing)}: pin the benchmark's sglang wheel")
+
+
 def bench_wheel(cache: Path = CACHE, *, download: bool = True) -> Path:
     """The pinned wheel in `cache`, sha256-checked; `pip download` fetches it when missing."""
-    pins = read_pins()
-    try:
-        version = pins["SGLANG_BENCH_VERSION"]
-        name = pins["SGLANG_BENCH_WHEEL"]
-        want = pins["SGLANG_BENCH_WHEEL_SHA256"]
-    except KeyError as exc:
-        raise WheelError(
-            f"versions.env has no {exc.args[0]}: add the benchmark wheel pins"
-        ) from None
+    version, name, want = wheel_pins()
     path = cache / name
     if not path.is_file() and download:
         cache.mkdir(parents=True, exist_ok=True)
@@ -109,7 +114,7 @@ def bench_wheel(cache: Path = CACHE, *, download: bool = True) -> Path:
     have = sha256_file(path)
     if have != want:
         raise WheelError(
-            f"{path}: sha256 {have} does not match SGLANG_BENCH_WHEEL_SHA256={want}; "
+            f"{path}: sha256 {have} does not match the pinned {want} (versions.env); "
             "delete the file to fetch it again"
         )
     return path
@@ -156,8 +161,7 @@ def check_extracted(folder: Path) -> None:
     if not path.is_file():
         raise WheelError(f"{path} is missing: run `python -m {__name__} --extract {folder}`")
     manifest = json.loads(path.read_text())
-    pins = read_pins()
-    pinned = (pins.get("SGLANG_BENCH_WHEEL"), pins.get("SGLANG_BENCH_WHEEL_SHA256"))
+    pinned = tuple(wheel_pins()[1:])
     if (manifest["wheel"], manifest["sha256"]) != pinned:
         raise WheelError(f"{folder} was extracted from {manifest['wheel']}, not the pinned wheel")
     for rel in WHEEL_MODULES.values():
@@ -192,7 +196,7 @@ def load_triton_sparse_mla_decode(
     """
     if ENTRY_MODULE in sys.modules:
         return sys.modules[ENTRY_MODULE]
-    cached = CACHE / read_pins().get("SGLANG_BENCH_WHEEL", "?")
+    cached = CACHE / wheel_pins()[1]
     if wheel is None and not cached.is_file() and (EXTRACTED / MANIFEST).is_file():
         check_extracted(EXTRACTED)  # the offline GPU host: the modules were sent along
         tree = EXTRACTED
