@@ -140,7 +140,7 @@ def test_every_dispatched_fp8_config(sglang_tree, arch):
     ids=["sm_90-fp8-gemms", "sm_90-bf16-gemms", "gfx942", "gfx950"],
 )
 def test_other_fp8_shapes(sglang_tree, arch, args):
-    """GEMM types the table does not pick on sm_90 (the GPU tests run both), one head, and no
+    """GEMM flavours the table does not pick on sm_90 (the GPU tests run both), one head, and no
     rope tail (d_tail 0: no tail GEMM)."""
     rows = lower(sglang_tree, arch, *args, "--d-tail", "64", "0")
     for r in rows:

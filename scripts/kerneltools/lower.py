@@ -272,7 +272,7 @@ def main() -> int:
         "--mma",
         choices=["auto", "fp8", "bf16"],
         default="auto",
-        help="FP8 kernel's GEMM type (auto: the arch table's choice)",
+        help="FP8 kernel's GEMM flavour (auto: the arch table's choice)",
     )
     ap.add_argument("--rev", help="lower the kernel file at this git revision of --tree")
     ap.add_argument("--drop-barriers", action="store_true", help="delete T.sync_threads()")

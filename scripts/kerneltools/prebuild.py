@@ -132,7 +132,7 @@ def main() -> int:
         "--variants",
         nargs="*",
         default=["default", "fp8", "bf16"],
-        help="GEMM type[:blocks_per_cu] of the FP8 kernel to build: default, fp8, "
+        help="GEMM flavour[:blocks_per_cu] of the FP8 kernel to build: default, fp8, "
         "bf16, bf16:2 ... (tests use default + fp8, the benchmark bf16 + fp8)",
     )
     ap.add_argument(

@@ -3,7 +3,7 @@
     ncu --section SpeedOfLight --section WarpStateStats --section Occupancy \\
         python -m scripts.kerneltools.profile_decode --tokens 32 --heads 16
 
-Runs v0.5.9's bf16 decode partial kernel and the FP8 partial kernel in each GEMM mode once
+Runs v0.5.9's bf16 decode partial kernel and the FP8 partial kernel in each GEMM flavour once
 (after a warm-up call each) on the benchmark's data; prints nothing of its own but the shapes.
 """
 
@@ -22,7 +22,7 @@ def main() -> int:
     ap.add_argument("--tree", default=os.environ.get("SGLANG_TREE", str(REPO / "build/sglang")))
     ap.add_argument("--tokens", type=int, default=32)
     ap.add_argument("--heads", type=int, default=16)
-    ap.add_argument("--modes", nargs="*", default=["bf16", "fp8"])
+    ap.add_argument("--mma", nargs="*", default=["bf16", "fp8"], help="GEMM flavours to profile")
     args = ap.parse_args()
 
     import torch
@@ -43,7 +43,7 @@ def main() -> int:
     scale = torch.ones(1, device="cuda")
     partial, _ = compile_bf16_decode(tk, h, D_V, D_TAIL, TOPK, SM_SCALE, target)
     calls = {"bf16-kernel": lambda: partial(q.unsqueeze(0), kv.unsqueeze(0), idx)}
-    for mode in args.modes:
+    for mode in args.mma:
         cfg = decode_config(fp8k, arch=arch, cu_count=cu, num_tokens=t, num_heads=h, mma_dtype=mode)
         kernel = fp8k.build_sparse_mla_decode_partial_fp8(cfg, target)
         calls[f"fp8-{mode}-inner{cfg.inner_iter}"] = lambda k=kernel: k(

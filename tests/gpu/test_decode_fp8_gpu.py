@@ -37,7 +37,7 @@ from scripts.kerneltools.shapes import (  # noqa: E402
 
 REL_L2_TOL = 0.03
 FP8 = torch.float8_e4m3fn  # NVIDIA has only the OCP flavour; fnuz is lowered for HIP on CPU
-# Both GEMM types of the kernel, whatever the arch table picks for a shape: "fp8" (FP8 x FP8,
+# Both GEMM flavours of the kernel, whatever the arch table picks for a shape: "fp8" (FP8 x FP8,
 # per-head Q and FP8 P quantisation: the AMD path, and Hopper's at 64+ heads per workgroup) and
 # "bf16" (tiles dequantised to bf16: Hopper's at fewer heads).
 MMA_MODES = ("bf16", "fp8")
