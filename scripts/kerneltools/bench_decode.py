@@ -348,7 +348,7 @@ def run(args, specs: list[KernelSpec]) -> dict:
         compute_units=cu,
         copy_GBps=copy_gbps,
         topk=TOPK,
-        date_utc=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        date_utc=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         torch=torch.__version__,
         tilelang=__import__("tilelang").__version__,
         triton=__import__("triton").__version__,
