@@ -98,6 +98,12 @@ def assert_check_catches_stripped_barriers(r: dict) -> None:
 def assert_fits(r: dict) -> None:
     limit = LDS_LIMIT[r["arch"]]
     assert 0 < r["lds_bytes"] <= limit, f"{r['lds_bytes']} B of LDS > {limit} B: {_where(r)}"
+    # The dispatch checks the device's shared memory with the Python estimate: it must bound
+    # what the lowering allocates, inner_iter > 1 included.
+    if "estimated_shared_bytes" in r:
+        assert r["lds_bytes"] <= r["estimated_shared_bytes"], (
+            f"lowered {r['lds_bytes']} B > estimate {r['estimated_shared_bytes']} B: {_where(r)}"
+        )
 
 
 # --- the FP8 decode kernel --------------------------------------------------------------------
