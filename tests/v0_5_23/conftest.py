@@ -8,9 +8,12 @@ to watch the tests fail on unpatched 0.5.23. Without a tree every test here skip
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sparse_mla_reference import FN, FNUZ
+from v0523_modules import cpu_launch_facts, load_sparse_mla, triton_interpreter
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,3 +32,21 @@ def tree_v0_5_23() -> Path:
             "(or set SGLANG_TREE_V0_5_23)"
         )
     return tree
+
+
+@pytest.fixture(scope="module")
+def interp() -> Iterator[None]:
+    """The Triton interpreter for one test module (it must be on before the kernels load)."""
+    with triton_interpreter():
+        yield
+
+
+@pytest.fixture(scope="module", params=[FN, FNUZ], ids=["e4m3fn", "e4m3fnuz"])
+def sparse_mla(request, tree_v0_5_23: Path, interp: None):
+    """(triton_sparse_mla, triton_sparse_mla_decode, FP8 format) for one FP8 flavour, loaded
+    once per test module under a module-specific name."""
+    fmt = request.param
+    tag = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_v0523_")
+    mla, dec = load_sparse_mla(tree_v0_5_23, f"{tag}_{fmt}", fnuz=fmt == FNUZ)
+    cpu_launch_facts(mla, dec)
+    return mla, dec, fmt

@@ -9,7 +9,6 @@ unpatched 0.5.23 (no k_scale, NaN on fnuz overflow, a write to row -1) and passe
 from __future__ import annotations
 
 import types
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,8 +25,6 @@ from sparse_mla_reference import (
 from v0523_modules import (
     cpu_launch_facts,
     load_mla_buffer,
-    load_sparse_mla,
-    triton_interpreter,
 )
 
 NOPE, ROPE = 512, 64
@@ -37,23 +34,8 @@ FORMATS = [pytest.param(FN, id="e4m3fn"), pytest.param(FNUZ, id="e4m3fnuz")]
 
 
 @pytest.fixture(scope="module")
-def interp() -> Iterator[None]:
-    with triton_interpreter():
-        yield
-
-
-@pytest.fixture(scope="module")
 def mla_buffer(tree_v0_5_23: Path, interp: None) -> types.ModuleType:
     return load_mla_buffer(tree_v0_5_23)
-
-
-@pytest.fixture(scope="module", params=[FN, FNUZ], ids=["e4m3fn", "e4m3fnuz"])
-def sparse_mla(request, tree_v0_5_23: Path, interp: None):
-    """(triton_sparse_mla, triton_sparse_mla_decode, FP8 format) for one FP8 flavour."""
-    fmt = request.param
-    mla, dec = load_sparse_mla(tree_v0_5_23, f"kv_scale_{fmt}", fnuz=fmt == FNUZ)
-    cpu_launch_facts(mla, dec)
-    return mla, dec, fmt
 
 
 # --- writer -------------------------------------------------------------------------------------

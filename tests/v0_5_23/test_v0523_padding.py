@@ -7,34 +7,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
-from sparse_mla_reference import FN, FNUZ, random_fp8_cache, rel_l2, sparse_mla_reference
+from sparse_mla_reference import FN, random_fp8_cache, rel_l2, sparse_mla_reference
 from v0523_modules import (
     cpu_launch_facts,
-    load_sparse_mla,
     load_tilelang_kernel,
-    triton_interpreter,
 )
 
 D_V, D_TAIL, SM_SCALE = 128, 64, 0.06  # NUM_GROUPS = 1: see test_v0523_kv_scale.py
-
-
-@pytest.fixture(scope="module")
-def interp() -> Iterator[None]:
-    with triton_interpreter():
-        yield
-
-
-@pytest.fixture(scope="module", params=[FN, FNUZ], ids=["e4m3fn", "e4m3fnuz"])
-def sparse_mla(request, tree_v0_5_23: Path, interp: None):
-    fmt = request.param
-    mla, dec = load_sparse_mla(tree_v0_5_23, f"padding_{fmt}", fnuz=fmt == FNUZ)
-    cpu_launch_facts(mla, dec)
-    return mla, dec, fmt
 
 
 def _cache_with_nan_beyond(n: int, fmt: torch.dtype, g: torch.Generator) -> torch.Tensor:

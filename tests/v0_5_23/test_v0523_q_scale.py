@@ -8,36 +8,17 @@ FP8 range and multiplies the logits back. Both tests fail on unpatched 0.5.23.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 import torch
 from sparse_mla_reference import (
-    FN,
-    FNUZ,
     random_fp8_cache,
     random_indices,
     rel_l2,
     sparse_mla_reference,
 )
-from v0523_modules import cpu_launch_facts, load_sparse_mla, triton_interpreter
+from v0523_modules import cpu_launch_facts
 
 D_V, D_TAIL, SM_SCALE = 128, 64, 0.06  # NUM_GROUPS = 1: see test_v0523_kv_scale.py
-
-
-@pytest.fixture(scope="module")
-def interp() -> Iterator[None]:
-    with triton_interpreter():
-        yield
-
-
-@pytest.fixture(scope="module", params=[FN, FNUZ], ids=["e4m3fn", "e4m3fnuz"])
-def sparse_mla(request, tree_v0_5_23: Path, interp: None):
-    fmt = request.param
-    mla, dec = load_sparse_mla(tree_v0_5_23, f"q_scale_{fmt}", fnuz=fmt == FNUZ)
-    cpu_launch_facts(mla, dec)
-    return mla, dec, fmt
 
 
 def _outlier_inputs(fmt, seed: int, t: int = 3, n: int = 96, topk: int = 64):
