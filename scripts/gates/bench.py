@@ -128,6 +128,45 @@ def build_bench_command(
     ] + list(t.extra_args)  # fmt: skip
 
 
+def run_logged(
+    cmd: list[str],
+    log: Path,
+    timeout_s: float,
+    *,
+    what: str,
+    timeout_hint: str,
+    config_key: str,
+    tail_lines: int,
+) -> str:
+    """Run a client command in its own process group with its output in `log`; return the log
+    text. Any failure (cannot start, timeout, non-zero exit) is a BenchError naming the log;
+    on timeout or interrupt the whole group is killed, so no client outlives the gate."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as f:
+        f.write(("$ " + " ".join(cmd) + "\n").encode())
+        f.flush()
+        try:
+            proc = subprocess.Popen(
+                cmd, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )  # fmt: skip
+        except OSError as exc:
+            raise BenchError(f"cannot run {cmd[0]!r}: {exc}; check {config_key}") from exc
+        try:
+            rc = proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            kill_group(proc.pid, proc, 10.0)
+            raise BenchError(f"{what} {timeout_hint}; log: {log}") from None
+        except BaseException:
+            kill_group(proc.pid, proc, 10.0)  # Ctrl-C / SIGTERM: leave no client behind
+            raise
+    text = log.read_text(errors="replace")
+    if rc != 0:
+        tail = "\n".join(text.splitlines()[-tail_lines:])
+        raise BenchError(f"{what} exited with code {rc}; log {log}:\n{tail}")
+    return text
+
+
 def run_bench(
     cfg: GatesConfig,
     base_url: str,
@@ -143,30 +182,15 @@ def run_bench(
     jsonl.unlink(missing_ok=True)
     cmd = build_bench_command(cfg, base_url, concurrency, jsonl, seed)
     t0 = time.monotonic()
-    with log.open("wb") as f:
-        f.write(("$ " + " ".join(cmd) + "\n").encode())
-        f.flush()
-        try:
-            proc = subprocess.Popen(
-                cmd, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )  # fmt: skip
-        except OSError as exc:
-            raise BenchError(f"cannot run {cmd[0]!r}: {exc}; check throughput.bench") from exc
-        try:
-            rc = proc.wait(timeout=cfg.throughput.bench_timeout_s)
-        except subprocess.TimeoutExpired:
-            kill_group(proc.pid, proc, 10.0)
-            raise BenchError(
-                f"bench_serving ({tag}) ran past throughput.bench_timeout_s; log: {log}"
-            ) from None
-        except BaseException:
-            kill_group(proc.pid, proc, 10.0)  # Ctrl-C / SIGTERM: leave no client behind
-            raise
-    text = log.read_text(errors="replace")
-    if rc != 0:
-        tail = "\n".join(text.splitlines()[-20:])
-        raise BenchError(f"bench_serving ({tag}) exited with code {rc}; log {log}:\n{tail}")
+    text = run_logged(
+        cmd,
+        log,
+        cfg.throughput.bench_timeout_s,
+        what=f"bench_serving ({tag})",
+        timeout_hint="ran past throughput.bench_timeout_s",
+        config_key="throughput.bench",
+        tail_lines=20,
+    )
     result = merge_results(parse_jsonl(jsonl), parse_stdout(text), f"{tag} ({log})")
     expected = num_prompts(cfg, concurrency)
     if int(result["completed"]) < expected:

@@ -6,14 +6,13 @@ examples from the first rows of the test file), so the two numbers need not agre
 from __future__ import annotations
 
 import re
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
+from scripts.gates.bench import run_logged
 from scripts.gates.config import GatesConfig
 from scripts.gates.errors import BenchError
-from scripts.gates.server import kill_group
 
 _VALUE = re.compile(r"^(Accuracy|Invalid|Latency|Output throughput):\s*([0-9.]+)", re.M)
 
@@ -41,28 +40,14 @@ def parse(text: str) -> dict[str, float]:
 
 def run(cfg: GatesConfig, base_url: str, data_file: Path, log: Path) -> dict[str, Any]:
     cmd = build_command(cfg, base_url, data_file)
-    log.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
-    with log.open("wb") as f:
-        f.write(("$ " + " ".join(cmd) + "\n").encode())
-        f.flush()
-        try:
-            proc = subprocess.Popen(
-                cmd, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )  # fmt: skip
-        except OSError as exc:
-            raise BenchError(f"cannot run {cmd[0]!r}: {exc}; check accuracy.sglang_scorer") from exc
-        try:
-            rc = proc.wait(timeout=cfg.accuracy.sglang_scorer_timeout_s)
-        except subprocess.TimeoutExpired:
-            kill_group(proc.pid, proc, 10.0)
-            raise BenchError(f"sglang's GSM8K scorer timed out; log: {log}") from None
-        except BaseException:
-            kill_group(proc.pid, proc, 10.0)
-            raise
-    text = log.read_text(errors="replace")
-    if rc != 0:
-        tail = "\n".join(text.splitlines()[-15:])
-        raise BenchError(f"sglang's GSM8K scorer exited with code {rc}; log {log}:\n{tail}")
+    text = run_logged(
+        cmd,
+        log,
+        cfg.accuracy.sglang_scorer_timeout_s,
+        what="sglang's GSM8K scorer",
+        timeout_hint="timed out",
+        config_key="accuracy.sglang_scorer",
+        tail_lines=15,
+    )
     return {**parse(text), "log": str(log), "wall_s": round(time.monotonic() - t0, 2)}
