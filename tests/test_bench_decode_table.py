@@ -45,11 +45,11 @@ def test_speedup_is_against_the_fastest_bf16_kernel_of_the_row():
         _row("bf16-split", "bf16", 16, 64, 104.7),
         _row("bf16-v2", "bf16", 16, 64, 69.4),
         _row("bf16-triton", "bf16", 16, 64, 71.5),
-        _row("fp8-0006", "fp8", 16, 64, 139.6),
+        _row("fp8-series", "fp8", 16, 64, 139.6),
         _row("fp8-triton", "fp8", 16, 64, 20.0),  # faster, but not a bf16 baseline
         _row("bf16-split", "bf16", 128, 64, 564.4),
         dict(_row("bf16-v2", "bf16", 128, 64, None), error="build failed"),
-        _row("fp8-0006", "fp8", 128, 64, 373.2),
+        _row("fp8-series", "fp8", 128, 64, 373.2),
     ]
     bt.add_speedups(rows)
     fp8 = rows[3]
@@ -99,8 +99,8 @@ def test_plot_writes_a_png(tmp_path):
 @pytest.mark.parametrize(
     "text, kind, mma, overrides, name, family",
     [
-        ("0006:bf16", "0006", "bf16", (), "fp8-0006-bf16", "fp8"),
-        ("0006", "0006", None, (), "fp8-0006-table", "fp8"),
+        ("series:bf16", "series", "bf16", (), "fp8-series-bf16", "fp8"),
+        ("series", "series", None, (), "fp8-series-table", "fp8"),
         ("pipelined:fp8:inner=4:stages=3", "pipelined", "fp8", (("inner", 4), ("stages", 3)),
          "fp8-pipe-fp8(inner=4,stages=3)", "fp8"),
         ("bf16-split", "bf16-split", None, (), "bf16-split", "bf16"),
@@ -117,7 +117,7 @@ def test_kernel_names(text, kind, mma, overrides, name, family):
 
 
 @pytest.mark.parametrize(
-    "text", ["flash", "triton:auto", "0006:fp16", "pipelined:bf16:inner", "0006:bf16:stages=2",
+    "text", ["flash", "triton:auto", "series:fp16", "pipelined:bf16:inner", "series:bf16:stages=2",
              "v2:fp8", "pipelined:bf16:inner=x"],
 )  # fmt: skip
 def test_bad_kernel_names_are_refused(text):
@@ -136,7 +136,7 @@ def test_plan_lists_the_whole_matrix_without_a_gpu(sglang_tree):
     names = {parse_kernel(k).name for k in DEFAULT_KERNELS} | {"bf16-v2"}
     assert {r["kernel"] for r in rows} == names
     assert len(rows) == len(names) * 5 * 2  # T in {1, 8, 32, 64, 128} x H in {16, 128}
-    tilelang_fp8 = [r for r in rows if r["kernel"].startswith(("fp8-0006", "fp8-pipe"))]
+    tilelang_fp8 = [r for r in rows if r["kernel"].startswith(("fp8-series", "fp8-pipe"))]
     assert all("error" not in r["config"] for r in tilelang_fp8), tilelang_fp8
     pipe = [r["config"] for r in rows if r["kernel"].startswith("fp8-pipe")]
     assert all(c["num_stages"] >= 2 for c in pipe)

@@ -1,4 +1,4 @@
-"""The raw-FP8 KV store kernel (patch 0005) compiled for gfx942 and gfx950 on the CPU.
+"""The raw-FP8 KV store kernel (patch 0006) compiled for gfx942 and gfx950 on the CPU.
 
 Triton's wheel carries the AMDGPU LLVM backend and links the code object itself, so
 `triton.compile(..., target=GPUTarget("hip", arch, 64))` gives AMDGCN assembly and an hsaco

@@ -7,7 +7,7 @@
   on sm_90 it is 16-byte cp.async, predicated on 0 <= slot < N (zero-fill), with >= 2 tiles in
   flight whenever a workgroup has >= 2 tiles; no reduction-scratch hazard (lowered.py); lowered
   LDS within the arch budget and within the Python estimate;
-- the same gather checks applied to patch 0006's kernel fail (it has no async copies, and its
+- the same gather checks applied to patch 0007's kernel fail (it has no async copies, and its
   bf16-GEMM flavour gathers 64 bits at a time), so they can tell the two apart.
 
 The lowered LDS, registers (sm_90, nvcc) and configs are printed as a table (pytest -s) and
@@ -229,7 +229,7 @@ def test_sm90_checks_reject_patch_0006(sglang_tree):
         Path(sys.executable),
         "sm_90",
         "--kernel",
-        "0006",
+        "series",
         "--tree",
         str(sglang_tree),
         "--heads",
@@ -239,7 +239,7 @@ def test_sm90_checks_reject_patch_0006(sglang_tree):
         Path(sys.executable),
         "sm_90",
         "--kernel",
-        "0006",
+        "series",
         "--tree",
         str(sglang_tree),
         "--heads",
@@ -248,9 +248,9 @@ def test_sm90_checks_reject_patch_0006(sglang_tree):
         "bf16",
     )
     for r in rows:
-        assert not gather_is_async_and_pipelined(r), f"0006 has no async gather: {r}"
+        assert not gather_is_async_and_pipelined(r), f"series has no async gather: {r}"
         assert r["pipeline_depth"] == 0
-    assert not all(gather_is_128_bit(r) for r in rows), "0006's bf16 flavour gathers 64 bits"
+    assert not all(gather_is_128_bit(r) for r in rows), "series's bf16 flavour gathers 64 bits"
 
 
 @pytest.mark.parametrize("arch", ["gfx942", "gfx950"])
@@ -271,6 +271,6 @@ def test_hip_gather_is_128_bit(arch):
 def test_hip_check_rejects_patch_0006_bf16_gather(sglang_tree):
     if not HIP_PYTHON.exists():
         pytest.fail("no .venv-hip (tilelang with HIP codegen): run `make env-hip`")
-    args = ["--kernel", "0006", "--tree", str(sglang_tree), "--heads", "16", "--mma", "bf16"]
+    args = ["--kernel", "series", "--tree", str(sglang_tree), "--heads", "16", "--mma", "bf16"]
     (row,) = _lower(HIP_PYTHON, "gfx950", *args)
     assert row["gather_min_bits"] == 64 and not gather_is_128_bit(row), row

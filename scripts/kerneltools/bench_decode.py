@@ -1,12 +1,12 @@
 """Benchmark every sparse-MLA decode kernel we compare against, on one card, in one run.
 
     SGLANG_TREE=build/sglang python -m scripts.kerneltools.bench_decode \
-        [--kernels 0006:bf16 0006:fp8 pipelined:bf16 ...] [--with-v2] [--out-dir docs/results]
+        [--kernels series:bf16 series:fp8 pipelined:bf16 ...] [--with-v2] [--out-dir docs/results]
     python -m scripts.kerneltools.bench_decode --plan --arch sm_90 --cu 132   (no GPU: the matrix)
 
 Kernels (`--kernels`, default: all but v2):
 
-    0006:<bf16|fp8|auto>        patch 0006's FP8 kernel + v0.5.9's combine, GEMM flavour forced
+    series:<bf16|fp8|auto>        patch 0007's FP8 kernel + v0.5.9's combine, GEMM flavour forced
                                 (auto = the arch table's choice), `:bpc=N` blocks per CU
     pipelined:<bf16|fp8|auto>   the pipelined candidate (scripts/kerneltools/fp8_decode_pipelined)
                                 + the same combine; `:inner=N`, `:stages=N`, `:bpc=N` overrides
@@ -47,8 +47,8 @@ POOL_SLOTS = 1 << 20
 SM_SCALE = 0.1352
 L2_DEFEAT_BYTES = 256 << 20  # distinct KV bytes touched per timed graph (> L2 on H100/H200)
 DEFAULT_KERNELS = [
-    "0006:bf16",
-    "0006:fp8",
+    "series:bf16",
+    "series:fp8",
     "pipelined:bf16",
     "pipelined:fp8",
     "bf16-split",
@@ -62,21 +62,21 @@ OVERRIDE_KEYS = {"inner": "inner_iter", "stages": "num_stages", "bpc": "blocks_p
 class KernelSpec:
     """One benchmarked kernel, parsed from its command-line name."""
 
-    kind: str  # 0006, pipelined, bf16-split, v2, triton
+    kind: str  # series, pipelined, bf16-split, v2, triton
     mma: str | None = None  # GEMM flavour / cache dtype, None = the arch table's choice
     overrides: tuple[tuple[str, int], ...] = field(default_factory=tuple)
 
     @property
     def family(self) -> str:
         """The cache format the kernel reads: 'fp8' or 'bf16'."""
-        if self.kind in ("0006", "pipelined"):
+        if self.kind in ("series", "pipelined"):
             return "fp8"
         return "fp8" if self.kind == "triton" and self.mma == "fp8" else "bf16"
 
     @property
     def name(self) -> str:
         base = {
-            "0006": f"fp8-0006-{self.mma or 'table'}",
+            "series": f"fp8-series-{self.mma or 'table'}",
             "pipelined": f"fp8-pipe-{self.mma or 'table'}",
             "bf16-split": "bf16-split",
             "v2": "bf16-v2",
@@ -100,8 +100,8 @@ def parse_kernel(text: str) -> KernelSpec:
         if parts:
             raise ValueError(f"{kind} takes no options, got {text!r}")
         return KernelSpec(kind)
-    if kind not in ("0006", "pipelined", "triton"):
-        raise ValueError(f"unknown kernel {text!r}: 0006, pipelined, bf16-split, v2 or triton")
+    if kind not in ("series", "pipelined", "triton"):
+        raise ValueError(f"unknown kernel {text!r}: series, pipelined, bf16-split, v2 or triton")
     mma = parts.pop(0) if parts else "auto"
     allowed = ("bf16", "fp8") if kind == "triton" else ("bf16", "fp8", "auto")
     if mma not in allowed:
@@ -109,7 +109,7 @@ def parse_kernel(text: str) -> KernelSpec:
     overrides = []
     for p in parts:
         key, sep, value = p.partition("=")
-        valid = {"0006": ("bpc",), "pipelined": tuple(OVERRIDE_KEYS), "triton": ()}[kind]
+        valid = {"series": ("bpc",), "pipelined": tuple(OVERRIDE_KEYS), "triton": ()}[kind]
         if not sep or key not in valid or not value.isdigit():
             raise ValueError(f"{text!r}: option {p!r} is not one of {valid} as key=N")
         overrides.append((key, int(value)))
@@ -119,7 +119,7 @@ def parse_kernel(text: str) -> KernelSpec:
 def kernel_config(spec: KernelSpec, fp8k, fdp, arch: str, cu: int, tokens: int, heads: int):
     """The config a TileLang FP8 kernel runs with at (T, H), as a dict for the report."""
     kw = spec.override_kwargs()
-    if spec.kind == "0006":
+    if spec.kind == "series":
 
         def select(mma):
             return decode_config(
@@ -234,7 +234,7 @@ class Kernels:
     def call(self, spec: KernelSpec, q):
         """A thunk `call(idx)` running `spec` on q [T, H, 576] bf16 and slot ids idx."""
         heads, kv8, kv16, scale = q.shape[1], self.kv_fp8, self.kv_bf16, self.scale
-        if spec.kind == "0006":
+        if spec.kind == "series":
             kw = dict(mma_dtype=spec.mma, blocks_per_cu=spec.override_kwargs().get("blocks_per_cu"))
             return lambda idx: self.tk.tilelang_sparse_fwd_fp8(
                 q, kv8, idx, SM_SCALE, D_V, kv_scale=scale, **kw

@@ -1,6 +1,6 @@
-"""Pipelined FP8 sparse-MLA decode partial kernel (TileLang): a candidate to replace patch 0006's.
+"""Pipelined FP8 sparse-MLA decode partial kernel (TileLang): a candidate to replace patch 0007's.
 
-Same data contract as patch 0006's `sparse_mla_decode_partial_fp8` (and so as v0.5.9's bf16
+Same data contract as patch 0007's `sparse_mla_decode_partial_fp8` (and so as v0.5.9's bf16
 decode partial), so v0.5.9's bf16 combine kernel and the float64 test reference apply unchanged:
 
     q            [1, T, H, d_v + d_tail]  bf16 (quantised per token and head in the kernel
@@ -11,7 +11,7 @@ decode partial), so v0.5.9's bf16 combine kernel and the float64 test reference 
     partial_o    [1, T, G, H, d_v]        bf16, softmax-normalised within the split
     partial_lse  [1, T, G, H]             fp32, log2-domain LSE; -2^30 marks an empty split
 
-What differs from patch 0006, which gathers one tile at a time with synchronous loads (16-byte
+What differs from patch 0007, which gathers one tile at a time with synchronous loads (16-byte
 in its FP8-GEMM flavour; 8-byte, converted element by element on the way, in its bf16 flavour)
 and has nothing in flight while its GEMMs run:
 
@@ -30,7 +30,7 @@ and has nothing in flight while its GEMMs run:
 5. GEMM flavours: "bf16" (the accurate one, ~0.24% relative L2 today) dequantises the staged FP8
    tile into one bf16 tile in shared memory (FP8 e4m3 values are exact in bf16) and runs bf16
    GEMMs; "fp8" runs FP8 x FP8 GEMMs on the staged bytes with per-head quantised Q and FP8 P,
-   as patch 0006 does on AMD.
+   as patch 0007 does on AMD.
 
 This module imports only tilelang and torch, so it can be built and lowered for any target on
 any host.
@@ -429,7 +429,7 @@ def select_pipelined_config(
     """Block sizes and split count for one call (pure: the device facts are inputs).
 
     inner_iter is the largest power of two dividing topk / block_I that still gives
-    cu_count * blocks_per_cu workgroups (as patch 0006 picks it); the keyword overrides are for
+    cu_count * blocks_per_cu workgroups (as patch 0007 picks it); the keyword overrides are for
     benchmarks and experiments.
     """
     tune = arch_tuning(arch)
@@ -510,11 +510,11 @@ def pipelined_sparse_fwd_fp8(
     cu_count: int,
     **overrides,
 ) -> torch.Tensor:
-    """Partial kernel + v0.5.9's bf16 combine, shaped like patch 0007's tilelang_sparse_fwd_fp8.
+    """Partial kernel + v0.5.9's bf16 combine, shaped like patch 0008's tilelang_sparse_fwd_fp8.
 
     q [T, H, d_v + d_tail] bf16, kv [N, 1, d_v + d_tail] FP8, indices [T, 1, topk] int32,
     kv_scale a one-element fp32 tensor. `combine_kernel(num_heads, d_v, num_splits, block_I,
-    target)` returns the compiled combine (patch 0007's `_fp8_combine_kernel`). `arch` and
+    target)` returns the compiled combine (patch 0008's `_fp8_combine_kernel`). `arch` and
     `cu_count` are passed in, not queried, so the call holds no host sync (graph capture).
     Returns [1, T, H, d_v] bf16.
     """

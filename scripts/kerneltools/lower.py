@@ -9,7 +9,7 @@ workgroup (TileLang's dynamic buffer + static `__shared__` arrays), and the cros
 reductions through shared memory with every path on which a write overlapping their scratch
 comes before a barrier (`reduction_hazards`, the tilelang 0.1.9 race: docs/kernels.md).
 
-Kernels: `fp8` (the FP8 decode partial kernel, patch 0006), and v0.5.9's bf16 kernels that
+Kernels: `fp8` (the FP8 decode partial kernel, patch 0007), and v0.5.9's bf16 kernels that
 patch 0002 gives barriers: `bf16_decode` (sparse_mla_fwd_decode_partial, the gfx950 decode
 path) and `bf16_v1` (sparse_attention_fwd_kernel_v1, gfx942's path and gfx950's prefill), built
 with the arguments the dispatch passes on `--arch`.

@@ -1,8 +1,8 @@
-"""Lower the pipelined FP8 decode candidate (or patch 0006's kernel) without a GPU; report facts.
+"""Lower the pipelined FP8 decode candidate (or patch 0007's kernel) without a GPU; report facts.
 
     python -m scripts.kerneltools.lower_pipelined --arch sm_90 --tokens 1 128 --heads 16 128 \
         [--mma auto|bf16|fp8] [--regs] [--source-dir DIR]
-    python -m scripts.kerneltools.lower_pipelined --kernel 0006 --arch gfx950 --heads 16
+    python -m scripts.kerneltools.lower_pipelined --kernel series --arch gfx950 --heads 16
 
 One JSON object per distinct kernel configuration on stdout: the config the selection picks for
 each (T, H) (inner_iter > 1 included), whether it lowered, the lowered dynamic shared memory
@@ -146,7 +146,7 @@ def lower_candidate(arch: str, tokens: int, heads: int, mma: str | None, overrid
 
 
 def lower_0006(tree: Path, arch: str, heads: int, mma: str | None):
-    """Patch 0006's kernel at T = 1 for `heads`, through the same lowering and facts."""
+    """Patch 0007's kernel at T = 1 for `heads`, through the same lowering and facts."""
     import torch
 
     from .kernels import load_fp8_kernel_module
@@ -169,7 +169,7 @@ def lower_0006(tree: Path, arch: str, heads: int, mma: str | None):
         fp8k.sparse_mla_decode_partial_fp8_program(cfg), target, fp8k._PASS_CONFIGS
     )
     row = dict(
-        kernel="0006",
+        kernel="series",
         arch=arch,
         T=1,
         H=heads,
@@ -187,8 +187,8 @@ def lower_0006(tree: Path, arch: str, heads: int, mma: str | None):
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--arch", required=True, help="sm_90, gfx942 or gfx950")
-    ap.add_argument("--kernel", choices=["pipelined", "0006"], default="pipelined")
-    ap.add_argument("--tree", default=str(REPO / "build" / "sglang"), help="for --kernel 0006")
+    ap.add_argument("--kernel", choices=["pipelined", "series"], default="pipelined")
+    ap.add_argument("--tree", default=str(REPO / "build" / "sglang"), help="for --kernel series")
     ap.add_argument("--tokens", type=int, nargs="+", default=[1, 128])
     ap.add_argument("--heads", type=int, nargs="+", default=[16, 128])
     ap.add_argument("--mma", choices=["auto", "fp8", "bf16"], default="auto")
@@ -205,12 +205,12 @@ def main() -> int:
     }
     failures, seen = 0, set()
     pairs = [(t, h) for h in args.heads for t in args.tokens]
-    if args.kernel == "0006":
+    if args.kernel == "series":
         pairs = [(1, h) for h in args.heads]
     for tokens, heads in pairs:
         start = time.time()
         try:
-            if args.kernel == "0006":
+            if args.kernel == "series":
                 row, source, kind = lower_0006(Path(args.tree), args.arch, heads, mma)
                 key = (heads,)
             else:

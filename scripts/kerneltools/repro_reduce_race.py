@@ -6,7 +6,7 @@
 Builds v0.5.9's bf16 `sparse_mla_fwd_decode_partial` + combine from both trees for H = 16 and
 runs each on identical inputs many times at T in {1, 5, 8, 32, 64}. Prints, per tree and T,
 the relative L2 error against the float64 reference, how many runs differ bit-wise from the
-first, and which heads ever differ. The cause (DESIGN of patch 0005): the cross-warp
+first, and which heads ever differ. The cause (see patch 0002): the cross-warp
 reduction's shared scratch shares bytes with the next shared tile and has no barrier after its
 last read. Writes a JSON report next to the printed table.
 """

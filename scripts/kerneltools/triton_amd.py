@@ -1,4 +1,4 @@
-"""Compile the raw-FP8 KV store kernel (patch 0005) for AMD GPUs on a machine without one.
+"""Compile the raw-FP8 KV store kernel (patch 0006) for AMD GPUs on a machine without one.
 
     python -m scripts.kerneltools.triton_amd --tree build/sglang [--arch gfx942 gfx950]
 
