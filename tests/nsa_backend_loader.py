@@ -13,9 +13,8 @@ import types
 from pathlib import Path
 
 import torch
-from pool_loader import restored_sys_modules
 
-from scripts.kerneltools.loader import install_stub, load_tree_module
+from scripts.kerneltools.loader import install_stub, load_tree_module, restored_sys_modules
 
 FLAGS = {"SGLANG_NSA_FUSE_TOPK": True}
 

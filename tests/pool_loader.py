@@ -9,27 +9,12 @@ from sys.modules afterwards so they cannot leak into other tests' module loads.
 from __future__ import annotations
 
 import contextlib
-import sys
 import types
-from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
-from scripts.kerneltools.loader import install_stub, load_tree_module
-
-
-@contextlib.contextmanager
-def restored_sys_modules() -> Iterator[None]:
-    """Undo every sglang* module registration made inside the block."""
-    before = dict(sys.modules)
-    try:
-        yield
-    finally:
-        for name in set(sys.modules) - set(before):
-            if name.startswith("sglang"):
-                del sys.modules[name]
-        sys.modules.update({k: v for k, v in before.items() if k.startswith("sglang")})
+from scripts.kerneltools.loader import install_stub, load_tree_module, restored_sys_modules
 
 
 def load_layout_module(tree: Path, name: str) -> types.ModuleType:

@@ -11,17 +11,15 @@ MHA_ONE_SHOT off for the raw FP8 layout itself).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import sys
 import types
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 
-from scripts.kerneltools.loader import install_stub, load_tree_module
+from scripts.kerneltools.loader import install_stub, load_tree_module, restored_sys_modules
 
 # Platform facts each test sets; the stubs read them.
 PLATFORM: dict = {}
@@ -77,18 +75,6 @@ def _strict_stub(name: str, **attrs) -> None:
     sys.modules[name] = mod
 
 
-@contextlib.contextmanager
-def _restored_sys_modules() -> Iterator[None]:
-    before = dict(sys.modules)
-    try:
-        yield
-    finally:
-        for name in set(sys.modules) - set(before):
-            if name.startswith("sglang"):
-                del sys.modules[name]
-        sys.modules.update({k: v for k, v in before.items() if k.startswith("sglang")})
-
-
 ENVS = _Envs()
 
 
@@ -105,7 +91,7 @@ def server_args(sglang_tree: Path) -> types.ModuleType:
         "get_device_name": lambda: "test device",
         "parse_connector_type": lambda path: "file",
     }
-    with _restored_sys_modules():
+    with restored_sys_modules():
         cfg = load_tree_module(
             sglang_tree,
             "srt/layers/attention/nsa/fp8_kv_config.py",

@@ -8,14 +8,29 @@ are replaced by explicit stubs here.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import subprocess
 import sys
 import types
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Mapping
 
 SGLANG_PKG = Path("python") / "sglang"
+
+
+@contextlib.contextmanager
+def restored_sys_modules() -> Iterator[None]:
+    """Undo every sglang* module registration made inside the block."""
+    before = dict(sys.modules)
+    try:
+        yield
+    finally:
+        for name in set(sys.modules) - set(before):
+            if name.startswith("sglang"):
+                del sys.modules[name]
+        sys.modules.update({k: v for k, v in before.items() if k.startswith("sglang")})
 
 
 def _ensure_package(name: str) -> None:
