@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from scripts.kerneltools.kernels import load_fp8_kernel_module, load_tilelang_kernel_module
+from scripts.kerneltools.shapes import deepseek_shape
 
 FN, FNUZ = torch.float8_e4m3fn, torch.float8_e4m3fnuz
 
@@ -19,19 +20,9 @@ def fp8k(sglang_tree):
 
 
 def _select(fp8k, **overrides):
-    args = dict(
-        arch="sm_90",
-        cu_count=132,
-        num_tokens=1,
-        num_heads=16,
-        d_v=512,
-        d_tail=64,
-        topk=2048,
-        sm_scale=0.1352,
-        kv_dtype=FN,
-    )
+    args = dict(arch="sm_90", cu_count=132, num_tokens=1, num_heads=16)
     args.update(overrides)
-    return fp8k.select_decode_fp8_config(**args)
+    return fp8k.select_decode_fp8_config(**deepseek_shape(**args))
 
 
 @pytest.mark.parametrize(

@@ -28,6 +28,7 @@ import torch
 
 from scripts.kerneltools import fp8_decode_pipelined as fdp
 from scripts.kerneltools import source_facts as sf
+from scripts.kerneltools.shapes import deepseek_shape
 
 REPO = Path(__file__).resolve().parent.parent
 HIP_PYTHON = REPO / ".venv-hip" / "bin" / "python"
@@ -76,19 +77,9 @@ def test_pipeline_depth_and_prologue():
 
 
 def _select(**overrides):
-    args = dict(
-        arch="sm_90",
-        cu_count=132,
-        num_tokens=1,
-        num_heads=16,
-        d_v=512,
-        d_tail=64,
-        topk=2048,
-        sm_scale=0.1352,
-        kv_dtype=torch.float8_e4m3fn,
-    )
+    args = dict(arch="sm_90", cu_count=132, num_tokens=1, num_heads=16)
     args.update(overrides)
-    return fdp.select_pipelined_config(**args)
+    return fdp.select_pipelined_config(**deepseek_shape(**args))
 
 
 @pytest.mark.parametrize(

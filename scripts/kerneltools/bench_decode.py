@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import bench_table
-from .shapes import BENCH_HEADS, BENCH_TOKENS, D_TAIL, D_V, TOPK, decode_config
+from .shapes import BENCH_HEADS, BENCH_TOKENS, D_TAIL, D_V, TOPK, decode_config, deepseek_shape
 
 REPO = Path(__file__).resolve().parents[2]
 POOL_SLOTS = 1 << 20
@@ -128,13 +128,11 @@ def kernel_config(spec: KernelSpec, fp8k, fdp, arch: str, cu: int, tokens: int, 
             )  # fmt: skip
 
     elif spec.kind == "pipelined":
-        import torch
 
         def select(mma):
             return fdp.select_pipelined_config(
-                arch=arch, cu_count=cu, num_tokens=tokens, num_heads=heads, d_v=D_V,
-                d_tail=D_TAIL, topk=TOPK, sm_scale=SM_SCALE, kv_dtype=torch.float8_e4m3fn,
-                mma_dtype=mma, **kw,
+                arch=arch, cu_count=cu, num_tokens=tokens, num_heads=heads,
+                **deepseek_shape(mma_dtype=mma, **kw),
             )  # fmt: skip
 
     else:

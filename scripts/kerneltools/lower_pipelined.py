@@ -111,6 +111,7 @@ def lower_candidate(arch: str, tokens: int, heads: int, mma: str | None, overrid
     import torch
 
     from . import fp8_decode_pipelined as fdp
+    from .shapes import deepseek_shape
 
     kind, target = _target(arch, fdp)
     cfg = fdp.select_pipelined_config(
@@ -118,13 +119,11 @@ def lower_candidate(arch: str, tokens: int, heads: int, mma: str | None, overrid
         cu_count=CU_COUNT.get(arch, 132),
         num_tokens=tokens,
         num_heads=heads,
-        d_v=512,
-        d_tail=64,
-        topk=2048,
-        sm_scale=0.1352,
-        kv_dtype=torch.float8_e4m3fnuz if arch == "gfx942" else torch.float8_e4m3fn,
-        mma_dtype=mma,
-        **overrides,
+        **deepseek_shape(
+            kv_dtype=torch.float8_e4m3fnuz if arch == "gfx942" else torch.float8_e4m3fn,
+            mma_dtype=mma,
+            **overrides,
+        ),
     )
     row = dict(
         kernel="pipelined",

@@ -55,19 +55,17 @@ def _build_bf16(job):
 def pipelined_jobs(tree: str, arch: str, cu: int, flavours: list[str]) -> list[tuple]:
     """One job per distinct pipelined config: the shapes above in each GEMM flavour, plus the
     explicit overrides its GPU tests use (shapes.PIPELINED_OVERRIDE_CASES)."""
-    import torch
 
     from . import fp8_decode_pipelined as fdp
-    from .shapes import D_TAIL, D_V, PIPELINED_OVERRIDE_CASES, SM_SCALE, TOPK
+    from .shapes import PIPELINED_OVERRIDE_CASES, deepseek_shape
 
     wanted = [(t, h, None if f == "auto" else f, ()) for f in flavours for t, h in wanted_shapes()]
     wanted += list(PIPELINED_OVERRIDE_CASES)
     jobs = {}
     for t, h, mma, overrides in sorted(wanted, key=str):
         cfg = fdp.select_pipelined_config(
-            arch=arch, cu_count=cu, num_tokens=t, num_heads=h, d_v=D_V, d_tail=D_TAIL,
-            topk=TOPK, sm_scale=SM_SCALE, kv_dtype=torch.float8_e4m3fn, mma_dtype=mma,
-            **dict(overrides),
+            arch=arch, cu_count=cu, num_tokens=t, num_heads=h,
+            **deepseek_shape(mma_dtype=mma, **dict(overrides)),
         )  # fmt: skip
         jobs.setdefault(cfg, ("pipelined", tree, arch, cfg))
     return list(jobs.values())

@@ -29,23 +29,23 @@ BENCH_TOKENS = (1, 8, 32, 64, 128)
 BENCH_HEADS = (16, 128)
 
 
+def deepseek_shape(**overrides) -> dict:
+    """The DeepSeek-V3.2 keyword arguments of select_decode_fp8_config and
+    select_pipelined_config (dims, softmax scale, e4m3fn KV), with `overrides` applied."""
+    import torch
+
+    args = dict(d_v=D_V, d_tail=D_TAIL, topk=TOPK, sm_scale=SM_SCALE, kv_dtype=torch.float8_e4m3fn)
+    args.update(overrides)
+    return args
+
+
 def decode_config(fp8k, *, arch: str, cu_count: int, num_tokens: int, num_heads: int, **overrides):
     """The dispatcher's config for this matrix's shapes (DeepSeek-V3.2 dims, e4m3fn KV);
     `overrides` are select_decode_fp8_config's mma_dtype / blocks_per_cu."""
-    import torch
-
     return fp8k.select_decode_fp8_config(
-        arch=arch,
-        cu_count=cu_count,
-        num_tokens=num_tokens,
-        num_heads=num_heads,
-        d_v=D_V,
-        d_tail=D_TAIL,
-        topk=TOPK,
-        sm_scale=SM_SCALE,
-        kv_dtype=torch.float8_e4m3fn,
-        **overrides,
-    )
+        arch=arch, cu_count=cu_count, num_tokens=num_tokens, num_heads=num_heads,
+        **deepseek_shape(**overrides),
+    )  # fmt: skip
 
 
 # The pipelined candidate's GPU tests beyond the matrix above: (T, H, GEMM flavour, overrides
