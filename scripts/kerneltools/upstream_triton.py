@@ -223,12 +223,15 @@ def load_triton_sparse_mla_decode(
     return module
 
 
-def decode_call(module: types.ModuleType, q, kv, indices, sm_scale: float, d_v: int, workspace):
-    """How the benchmark calls 0.5.23's decode: q [T, H, d_v + d_tail] bf16 split into the
-    (strided) nope and rope views the kernel takes, the cache as [N, 1, d_v + d_tail], a
-    caller-owned split-K workspace (a list the kernel grows once, so graph replays reuse it)."""
+def decode_call(
+    module: types.ModuleType, q, kv, indices, sm_scale: float, d_v: int, workspace, **kwargs
+):
+    """How the benchmark (and the 0.5.23 series' tests) call 0.5.23's decode: q [T, H, d_v +
+    d_tail] bf16 split into the (strided) nope and rope views the kernel takes, the cache as
+    [N, 1, d_v + d_tail], a caller-owned split-K workspace (a list the kernel grows once, so
+    graph replays reuse it); `kwargs` go to the kernel as they are (kv_splits, k_scale)."""
     return module.triton_sparse_mla_decode_splitk(
-        q[..., :d_v], q[..., d_v:], kv, indices, sm_scale, d_v, workspace=workspace
+        q[..., :d_v], q[..., d_v:], kv, indices, sm_scale, d_v, workspace=workspace, **kwargs
     )
 
 

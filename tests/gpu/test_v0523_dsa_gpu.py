@@ -24,6 +24,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from scripts.kerneltools.upstream_triton import decode_call
+
 if not torch.cuda.is_available():
     pytest.skip(
         "needs a CUDA or ROCm GPU (torch.cuda.is_available() is False)", allow_module_level=True
@@ -100,9 +102,9 @@ def test_decode_k_scale(sparse_mla, t, kv_splits):
     g = torch.Generator().manual_seed(t)
     q, kv = _query(t, g), _cache(4096, g)
     idx = _indices(t, 4096, g)
-    out = dec.triton_sparse_mla_decode_splitk(
-        q[..., :D_V],
-        q[..., D_V:],
+    out = decode_call(
+        dec,
+        q,
         kv,
         idx[:, None],
         SM_SCALE,
@@ -140,9 +142,7 @@ def test_decode_query_with_an_outlier_channel(sparse_mla):
     kv_small[:, :, 7] = 0.02
     kv = kv_small.to(FMT)
     idx = _indices(2, 4096, g)
-    out = dec.triton_sparse_mla_decode_splitk(
-        q[..., :D_V], q[..., D_V:], kv, idx[:, None], SM_SCALE, D_V, workspace=[]
-    )[0]
+    out = decode_call(dec, q, kv, idx[:, None], SM_SCALE, D_V, workspace=[])[0]
     assert out.isfinite().all()
     assert rel_l2(out.cpu(), _ref(q, kv, idx)) < 0.05
 
@@ -152,9 +152,7 @@ def test_decode_masks_indices_past_the_cache(sparse_mla):
     g = torch.Generator().manual_seed(8)
     kv = _cache(4096, g, nan_beyond=64)
     q, idx = _query(3, g), _indices(3, 4096, g, past_end=64)
-    out = dec.triton_sparse_mla_decode_splitk(
-        q[..., :D_V], q[..., D_V:], kv, idx[:, None], SM_SCALE, D_V, workspace=[]
-    )[0]
+    out = decode_call(dec, q, kv, idx[:, None], SM_SCALE, D_V, workspace=[])[0]
     assert out.isfinite().all()
     assert rel_l2(out.cpu(), _ref(q, kv, idx)) < 0.05
 

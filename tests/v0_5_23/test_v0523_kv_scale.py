@@ -27,6 +27,8 @@ from v0523_modules import (
     load_mla_buffer,
 )
 
+from scripts.kerneltools.upstream_triton import decode_call
+
 NOPE, ROPE = 512, 64
 POISON = 0xA5
 K_SCALE = 0.37  # a checkpoint-like scale far from 1: ignoring it is a gross error
@@ -140,9 +142,9 @@ def _inputs(fmt, seed: int, t: int, n: int = 96, topk: int = 64, h: int = 16):
 def test_triton_decode_multiplies_k_scale_back(sparse_mla, kv_splits):
     _, dec, fmt = sparse_mla
     q, kv, idx = _inputs(fmt, 20 + kv_splits, t=3)
-    out = dec.triton_sparse_mla_decode_splitk(
-        q[..., :D_V],
-        q[..., D_V:],
+    out = decode_call(
+        dec,
+        q,
         kv,
         idx[:, None, :],
         SM_SCALE,
@@ -179,9 +181,7 @@ def test_triton_decode_without_k_scale_is_unscaled(sparse_mla):
     # None keeps the 1.0 meaning: a bf16 checkpoint's layers carry no k_scale.
     _, dec, fmt = sparse_mla
     q, kv, idx = _inputs(fmt, 40, t=2)
-    out = dec.triton_sparse_mla_decode_splitk(
-        q[..., :D_V], q[..., D_V:], kv, idx[:, None, :], SM_SCALE, D_V, kv_splits=1, workspace=[]
-    )[0]
+    out = decode_call(dec, q, kv, idx[:, None, :], SM_SCALE, D_V, kv_splits=1, workspace=[])[0]
     assert rel_l2(out, sparse_mla_reference(q, kv, idx, SM_SCALE, D_V)) < 0.1
 
 
@@ -189,9 +189,9 @@ def test_triton_rejects_a_per_channel_k_scale(sparse_mla):
     _, dec, fmt = sparse_mla
     q, kv, idx = _inputs(fmt, 41, t=1)
     with pytest.raises(ValueError, match="one-element float32 k_scale"):
-        dec.triton_sparse_mla_decode_splitk(
-            q[..., :D_V],
-            q[..., D_V:],
+        decode_call(
+            dec,
+            q,
             kv,
             idx[:, None, :],
             SM_SCALE,

@@ -17,6 +17,8 @@ from v0523_modules import (
     load_tilelang_kernel,
 )
 
+from scripts.kerneltools.upstream_triton import decode_call
+
 D_V, D_TAIL, SM_SCALE = 128, 64, 0.06  # NUM_GROUPS = 1: see test_v0523_kv_scale.py
 
 
@@ -41,9 +43,9 @@ def test_triton_decode_masks_indices_past_the_cache(sparse_mla, kv_splits):
     kv = _cache_with_nan_beyond(96, fmt, g)
     q = torch.randn(3, 16, D_V + D_TAIL, generator=g).to(torch.bfloat16)
     idx = _indices_past_the_end(3, 64, 96, g)
-    out = dec.triton_sparse_mla_decode_splitk(
-        q[..., :D_V],
-        q[..., D_V:],
+    out = decode_call(
+        dec,
+        q,
         kv,
         idx[:, None],
         SM_SCALE,

@@ -18,6 +18,8 @@ from sparse_mla_reference import (
 )
 from v0523_modules import cpu_launch_facts
 
+from scripts.kerneltools.upstream_triton import decode_call
+
 D_V, D_TAIL, SM_SCALE = 128, 64, 0.06  # NUM_GROUPS = 1: see test_v0523_kv_scale.py
 
 
@@ -36,9 +38,9 @@ def _outlier_inputs(fmt, seed: int, t: int = 3, n: int = 96, topk: int = 64):
 def test_decode_scales_the_query_per_head(sparse_mla, kv_splits):
     _, dec, fmt = sparse_mla
     q, kv, idx = _outlier_inputs(fmt, 80 + kv_splits)
-    out = dec.triton_sparse_mla_decode_splitk(
-        q[..., :D_V],
-        q[..., D_V:],
+    out = decode_call(
+        dec,
+        q,
         kv,
         idx[:, None],
         SM_SCALE,
